@@ -1,0 +1,146 @@
+"""Type stubs for turbokv's private native module.
+
+Use the public API in ``turbokv`` instead; this module may change between
+releases. Calls that compute (loading, ``Session.eval``, ``Generator``
+steps, ``Model.perplexity``) release the GIL.
+"""
+
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+#: KV cache type names accepted by ``Session``.
+KV_TYPES: list[str]
+
+class TurbokvError(ValueError):
+    """Base class of every error turbokv raises for bad input."""
+
+class GGUFFormatError(TurbokvError):
+    """The model file is not valid GGUF; the message names the field or tensor."""
+
+class UnsupportedModelError(TurbokvError):
+    """The architecture, tensor type or tokenizer is not supported."""
+
+class ContextOverflowError(TurbokvError):
+    """More tokens than the context holds; the message gives both numbers."""
+
+def simd_path() -> str:
+    """The kernel instruction set in use: ``"scalar"``, ``"avx2"`` or ``"neon"``."""
+
+def dequantize(type_name: str, data: bytes, n: int) -> npt.NDArray[np.float32]:
+    """Dequantize ``n`` elements of GGML type ``type_name`` (for example ``"Q4_K"``)."""
+
+class Model:
+    """Weights and tokenizer of one GGUF file, shared by any number of sessions."""
+
+    def __init__(self, path: str, n_threads: int = 0) -> None:
+        """Load ``path`` over mmap. ``n_threads = 0`` uses every core."""
+
+    @property
+    def n_ctx_train(self) -> int: ...
+    @property
+    def n_vocab(self) -> int: ...
+    @property
+    def n_threads(self) -> int: ...
+    @property
+    def bos_id(self) -> Optional[int]: ...
+    @property
+    def eos_id(self) -> Optional[int]: ...
+    @property
+    def eog_ids(self) -> list[int]: ...
+    @property
+    def chat_template(self) -> Optional[str]: ...
+
+    def info(self) -> dict:
+        """Architecture, dimensions, tensor types and sizes, tokenizer facts."""
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]: ...
+    def token_to_piece(self, token: int, special: bool = False) -> bytes: ...
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes: ...
+
+    def perplexity(
+        self,
+        tokens: Sequence[int],
+        n_ctx: int,
+        cache_type_k: str = "fp32",
+        cache_type_v: str = "fp32",
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> dict:
+        """Perplexity the way llama-perplexity computes it.
+
+        The tokens are split into non-overlapping chunks of ``n_ctx``; each
+        chunk starts with BOS when the vocabulary adds one, and only its
+        second half is scored. Returns ``ppl``, ``nll``, ``n_scored``,
+        ``n_chunks``. ``progress(done, total)`` runs after each chunk.
+        """
+
+class Session:
+    """One sequence's KV cache and position. Not shared between threads."""
+
+    def __init__(self, model: Model, n_ctx: int, cache_type_k: str = "fp32", cache_type_v: str = "fp32") -> None: ...
+
+    @property
+    def n_ctx(self) -> int: ...
+    @property
+    def n_past(self) -> int:
+        """Tokens in the cache."""
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes allocated for keys and values."""
+    @property
+    def tokens(self) -> list[int]:
+        """The token ids in the cache, in order."""
+
+    def eval(self, tokens: Sequence[int], all_logits: bool = False) -> npt.NDArray[np.float32]:
+        """Append ``tokens`` to the cache and return logits.
+
+        Returns the last position's row (shape ``(n_vocab,)``) or, with
+        ``all_logits``, one row per token (shape ``(len(tokens), n_vocab)``).
+        Raises ``ContextOverflowError`` if the cache would overflow.
+        """
+
+    def truncate(self, n_past: int) -> None:
+        """Drop every cached position from ``n_past`` on."""
+
+    def reset(self) -> None: ...
+
+class Sampler:
+    def __init__(
+        self,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: Optional[int] = None,
+    ) -> None:
+        """Sampling settings. ``temperature = 0`` is greedy; ``top_k = 0``,
+        ``top_p = 1`` and ``min_p = 0`` disable those filters."""
+
+    def sample(self, logits: npt.NDArray[np.float32], history: Sequence[int] = ()) -> int: ...
+
+class Generator(Iterator[int]):
+    """Yields generated token ids; the prompt is evaluated on the first step.
+
+    ``stop_reason`` is ``None`` while running, then ``"eog"`` (an
+    end-of-generation token, not yielded), ``"length"`` (``max_tokens``
+    reached) or ``"context"`` (the context is full).
+    """
+
+    def __init__(self, session: Session, prompt: Sequence[int], sampler: Sampler, max_tokens: int) -> None: ...
+    def __iter__(self) -> "Generator": ...
+    def __next__(self) -> int: ...
+    @property
+    def stop_reason(self) -> Optional[str]: ...
+    @property
+    def n_prompt(self) -> int: ...
+    @property
+    def prompt_seconds(self) -> float: ...
+    @property
+    def decode_seconds(self) -> float: ...
+    @property
+    def n_decoded(self) -> int: ...
