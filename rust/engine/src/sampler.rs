@@ -1,1 +1,252 @@
-//! Token sampling: greedy, temperature, top-k, top-p, min-p, repetition penalty.
+//! Token sampling: greedy, temperature, top-k, top-p, min-p and repetition
+//! penalty, applied in llama.cpp's default order (penalty, top-k, top-p,
+//! min-p, temperature, then a draw).
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct SamplerConfig {
+    /// 0 picks the most likely token (greedy).
+    pub temperature: f32,
+    /// 0 disables the filter.
+    pub top_k: usize,
+    /// 1 disables the filter.
+    pub top_p: f32,
+    /// 0 disables the filter.
+    pub min_p: f32,
+    /// 1 disables the penalty.
+    pub repeat_penalty: f32,
+    /// How many of the latest tokens the penalty looks at.
+    pub repeat_last_n: usize,
+    pub seed: u64,
+}
+
+impl SamplerConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidArgument(msg));
+        if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
+            return bad(format!("temperature must be >= 0, got {}", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if !(self.min_p >= 0.0 && self.min_p <= 1.0) {
+            return bad(format!("min_p must be in [0, 1], got {}", self.min_p));
+        }
+        if !(self.repeat_penalty > 0.0) || !self.repeat_penalty.is_finite() {
+            return bad(format!("repeat_penalty must be > 0, got {}", self.repeat_penalty));
+        }
+        Ok(())
+    }
+}
+
+/// SplitMix64: a small, well-mixed generator, so a seed reproduces a run
+/// on every platform.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub struct Sampler {
+    pub config: SamplerConfig,
+    rng: Rng,
+}
+
+/// Index of the largest value; the lowest index wins ties.
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Sampler {
+    pub fn new(config: SamplerConfig) -> Result<Sampler> {
+        config.validate()?;
+        let rng = Rng(config.seed);
+        Ok(Sampler { config, rng })
+    }
+
+    /// Picks the next token from `logits`, penalizing tokens in the last
+    /// `repeat_last_n` of `history`. `logits` is modified.
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        self.apply_penalty(logits, history);
+        if self.config.temperature <= 0.0 {
+            return argmax(logits) as u32;
+        }
+
+        let mut candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if self.config.top_k > 0 && self.config.top_k < candidates.len() {
+            candidates.truncate(self.config.top_k);
+        }
+        self.filter_top_p(&mut candidates);
+        self.filter_min_p(&mut candidates);
+        self.draw(&candidates)
+    }
+
+    fn apply_penalty(&self, logits: &mut [f32], history: &[u32]) {
+        let penalty = self.config.repeat_penalty;
+        if penalty == 1.0 || self.config.repeat_last_n == 0 {
+            return;
+        }
+        let start = history.len().saturating_sub(self.config.repeat_last_n);
+        let mut seen = std::collections::HashSet::new();
+        for &id in &history[start..] {
+            if (id as usize) < logits.len() && seen.insert(id) {
+                let l = &mut logits[id as usize];
+                *l = if *l <= 0.0 { *l * penalty } else { *l / penalty };
+            }
+        }
+    }
+
+    /// Softmax at temperature 1 over sorted candidates.
+    fn probabilities(candidates: &[(u32, f32)]) -> Vec<f64> {
+        let max = candidates[0].1 as f64;
+        let mut p: Vec<f64> = candidates.iter().map(|c| (c.1 as f64 - max).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        p.iter_mut().for_each(|x| *x /= sum);
+        p
+    }
+
+    fn filter_top_p(&self, candidates: &mut Vec<(u32, f32)>) {
+        if self.config.top_p >= 1.0 {
+            return;
+        }
+        let p = Self::probabilities(candidates);
+        let mut cum = 0.0;
+        let mut keep = candidates.len();
+        for (i, pi) in p.iter().enumerate() {
+            cum += pi;
+            if cum >= self.config.top_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        candidates.truncate(keep.max(1));
+    }
+
+    fn filter_min_p(&self, candidates: &mut Vec<(u32, f32)>) {
+        if self.config.min_p <= 0.0 {
+            return;
+        }
+        // p_i >= min_p * p_max  <=>  logit_i >= logit_max + ln(min_p)
+        let threshold = candidates[0].1 + self.config.min_p.ln();
+        let keep = candidates.iter().take_while(|c| c.1 >= threshold).count();
+        candidates.truncate(keep.max(1));
+    }
+
+    fn draw(&mut self, candidates: &[(u32, f32)]) -> u32 {
+        let t = self.config.temperature as f64;
+        let max = candidates[0].1 as f64;
+        let weights: Vec<f64> = candidates.iter().map(|c| ((c.1 as f64 - max) / t).exp()).collect();
+        let sum: f64 = weights.iter().sum();
+        let mut r = self.rng.next_f64() * sum;
+        for (c, w) in candidates.iter().zip(&weights) {
+            if r < *w {
+                return c.0;
+            }
+            r -= w;
+        }
+        candidates[candidates.len() - 1].0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(temperature: f32, seed: u64) -> SamplerConfig {
+        SamplerConfig {
+            temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed,
+        }
+    }
+
+    #[test]
+    fn greedy_picks_argmax() {
+        let mut s = Sampler::new(config(0.0, 1)).unwrap();
+        let mut logits = vec![0.1, 3.0, -1.0, 2.9];
+        assert_eq!(s.sample(&mut logits, &[]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_draws() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let run = |seed| {
+            let mut s = Sampler::new(config(1.0, seed)).unwrap();
+            (0..20).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut c = config(1.5, 3);
+        c.top_k = 1;
+        let mut s = Sampler::new(c).unwrap();
+        for _ in 0..10 {
+            assert_eq!(s.sample(&mut vec![0.5, 0.4, 2.0, 1.9], &[]), 2);
+        }
+    }
+
+    #[test]
+    fn min_p_removes_unlikely() {
+        let mut c = config(1.0, 3);
+        c.min_p = 0.5;
+        let mut s = Sampler::new(c).unwrap();
+        // exp(-5) is far below half of the top probability
+        for _ in 0..50 {
+            assert_ne!(s.sample(&mut vec![5.0, 0.0, 5.0], &[]), 1);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_nucleus() {
+        let mut c = config(1.0, 11);
+        c.top_p = 0.5;
+        let mut s = Sampler::new(c).unwrap();
+        for _ in 0..50 {
+            assert_eq!(s.sample(&mut vec![10.0, 0.0, 0.0, 0.0], &[]), 0);
+        }
+    }
+
+    #[test]
+    fn penalty_discourages_repeats() {
+        let mut c = config(0.0, 1);
+        c.repeat_penalty = 2.0;
+        let mut s = Sampler::new(c).unwrap();
+        assert_eq!(s.sample(&mut vec![3.0, 2.0], &[0]), 1);
+        assert_eq!(s.sample(&mut vec![-1.0, -1.5], &[0]), 1);
+    }
+
+    #[test]
+    fn invalid_settings_rejected() {
+        assert!(Sampler::new(config(-1.0, 0)).is_err());
+        let mut c = config(1.0, 0);
+        c.top_p = 0.0;
+        assert!(Sampler::new(c).is_err());
+    }
+}

@@ -61,3 +61,13 @@ pub fn score(bits: TurboBits, q_rot: &[f32], block: &[u8]) -> f32 {
 pub fn accumulate(bits: TurboBits, acc: &mut [f32], weight: f32, block: &[u8]) {
     todo!()
 }
+
+/// Scores `n` positions: `out[i] = score(bits, q_rot, &blocks[i * block_stride..])`.
+pub fn score_many(bits: TurboBits, q_rot: &[f32], blocks: &[u8], block_stride: usize, n: usize, out: &mut [f32]) {
+    todo!()
+}
+
+/// `acc += sum_i weights[i] * dequantize_block_rotated(&blocks[i * block_stride..])`.
+pub fn accumulate_many(bits: TurboBits, acc: &mut [f32], weights: &[f32], blocks: &[u8], block_stride: usize) {
+    todo!()
+}

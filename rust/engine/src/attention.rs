@@ -1,0 +1,197 @@
+//! Attention of one query head over the cached positions it may see, read
+//! directly from the cache in its stored format.
+//!
+//! TurboQuant keys are scored in rotated space: the query is rotated once
+//! per head, and each score is a codebook-lookup dot product with the stored
+//! indices. TurboQuant values are summed in rotated space and rotated back
+//! once per head. No cached position is ever decoded to a full vector.
+
+use turbokv_kernels::{ops, turbo};
+
+use crate::kv_cache::{KvType, LayerCache, Store};
+
+/// A contiguous run of slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Segment {
+    slot: usize,
+    len: usize,
+}
+
+/// The slots holding positions `lo..=hi` in a ring of `capacity` slots, as
+/// at most two contiguous runs (in position order).
+fn segments(lo: usize, hi: usize, capacity: usize) -> ([Segment; 2], usize) {
+    let n = hi + 1 - lo;
+    debug_assert!(n <= capacity);
+    let first = lo % capacity;
+    let empty = Segment { slot: 0, len: 0 };
+    if first + n <= capacity {
+        ([Segment { slot: first, len: n }, empty], 1)
+    } else {
+        let len0 = capacity - first;
+        ([Segment { slot: first, len: len0 }, Segment { slot: 0, len: n - len0 }], 2)
+    }
+}
+
+/// The first position a query at `pos` may see.
+pub fn first_visible(pos: usize, window: Option<usize>) -> usize {
+    match window {
+        Some(w) => (pos + 1).saturating_sub(w),
+        None => 0,
+    }
+}
+
+/// Computes one head's attention output.
+///
+/// `q` is the query head vector (`head_dim`), `kv_head` the KV head it
+/// reads, `pos` the query's position (already written to the cache).
+/// `scores` is scratch space; `out` receives `head_dim` values.
+pub fn attend_head(
+    layer: &LayerCache,
+    kv_head: usize,
+    q: &[f32],
+    pos: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let lo = first_visible(pos, layer.window);
+    let (segs, n_segs) = segments(lo, pos, layer.capacity());
+    let segs = &segs[..n_segs];
+    let n = pos + 1 - lo;
+
+    scores.clear();
+    scores.resize(n, 0.0);
+    score_keys(&layer.k, kv_head, q, segs, scores);
+    ops::scale(scores, scale);
+    ops::softmax(scores);
+
+    out.iter_mut().for_each(|x| *x = 0.0);
+    sum_values(&layer.v, kv_head, scores, segs, out);
+}
+
+fn score_keys(k: &Store, head: usize, q: &[f32], segs: &[Segment], scores: &mut [f32]) {
+    let d = k.head_dim;
+    let mut done = 0;
+    match k.ty {
+        KvType::F32 => {
+            let rows = k.f32_rows(head);
+            for seg in segs {
+                for i in 0..seg.len {
+                    let s = seg.slot + i;
+                    scores[done + i] = ops::dot_f32(&rows[s * d..(s + 1) * d], q);
+                }
+                done += seg.len;
+            }
+        }
+        KvType::F16 => {
+            let rows = k.f16_rows(head);
+            for seg in segs {
+                for i in 0..seg.len {
+                    let s = seg.slot + i;
+                    scores[done + i] = ops::dot_f16_f32(&rows[s * d..(s + 1) * d], q);
+                }
+                done += seg.len;
+            }
+        }
+        KvType::Turbo(bits) => {
+            let rows = k.byte_rows(head);
+            let mut q_rot = q.to_vec();
+            for span in &k.spans {
+                turbo::rotate(&mut q_rot[span.start..span.start + span.len]);
+            }
+            let mut partial = vec![0.0f32; scores.len()];
+            for seg in segs {
+                let out = &mut scores[done..done + seg.len];
+                for (ib, span) in k.spans.iter().enumerate() {
+                    let base = seg.slot * k.row_bytes + span.byte_offset;
+                    let target: &mut [f32] = if ib == 0 { &mut *out } else { &mut partial[..seg.len] };
+                    turbo::score_many(
+                        bits,
+                        &q_rot[span.start..span.start + span.len],
+                        &rows[base..],
+                        k.row_bytes,
+                        seg.len,
+                        target,
+                    );
+                    if ib > 0 {
+                        ops::add_inplace(out, &partial[..seg.len]);
+                    }
+                }
+                done += seg.len;
+            }
+        }
+    }
+}
+
+fn sum_values(v: &Store, head: usize, weights: &[f32], segs: &[Segment], out: &mut [f32]) {
+    let d = v.head_dim;
+    let mut done = 0;
+    match v.ty {
+        KvType::F32 => {
+            let rows = v.f32_rows(head);
+            for seg in segs {
+                for i in 0..seg.len {
+                    let s = seg.slot + i;
+                    ops::axpy_f32(out, weights[done + i], &rows[s * d..(s + 1) * d]);
+                }
+                done += seg.len;
+            }
+        }
+        KvType::F16 => {
+            let rows = v.f16_rows(head);
+            for seg in segs {
+                for i in 0..seg.len {
+                    let s = seg.slot + i;
+                    ops::axpy_f16(out, weights[done + i], &rows[s * d..(s + 1) * d]);
+                }
+                done += seg.len;
+            }
+        }
+        KvType::Turbo(bits) => {
+            let rows = v.byte_rows(head);
+            for seg in segs {
+                for span in &v.spans {
+                    let base = seg.slot * v.row_bytes + span.byte_offset;
+                    turbo::accumulate_many(
+                        bits,
+                        &mut out[span.start..span.start + span.len],
+                        &weights[done..done + seg.len],
+                        &rows[base..],
+                        v.row_bytes,
+                    );
+                }
+                done += seg.len;
+            }
+            for span in &v.spans {
+                turbo::rotate_inverse(&mut out[span.start..span.start + span.len]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_wrap_once() {
+        let (s, n) = segments(5, 9, 8);
+        assert_eq!(n, 2);
+        assert_eq!(s[0], Segment { slot: 5, len: 3 });
+        assert_eq!(s[1], Segment { slot: 0, len: 2 });
+    }
+
+    #[test]
+    fn segments_without_wrap() {
+        let (s, n) = segments(0, 3, 8);
+        assert_eq!(n, 1);
+        assert_eq!(s[0], Segment { slot: 0, len: 4 });
+    }
+
+    #[test]
+    fn first_visible_respects_window() {
+        assert_eq!(first_visible(10, Some(4)), 7);
+        assert_eq!(first_visible(2, Some(4)), 0);
+        assert_eq!(first_visible(10, None), 0);
+    }
+}

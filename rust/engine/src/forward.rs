@@ -1,0 +1,240 @@
+//! The transformer forward pass for a batch of consecutive tokens.
+//!
+//! Both architectures share one pass; Gemma 3 adds embedding scaling,
+//! per-head Q/K norms, sandwich norms around attention and FFN, NeoX rope
+//! and GELU. Every layer writes the batch's keys and values to the cache
+//! first and then attends over the cache, so prompt tokens see the same
+//! compression as generated ones.
+
+use rayon::prelude::*;
+use turbokv_kernels::ops;
+
+use crate::attention::attend_head;
+use crate::config::{Arch, Config, RopeScaling};
+use crate::kv_cache::{KvCache, LayerCache};
+use crate::matmul::matmul;
+use crate::model::Model;
+use crate::weights::Layer;
+
+/// Activations of a batch of `n` tokens.
+struct Batch {
+    n: usize,
+    x: Vec<f32>,      // [n][n_embd], the residual stream
+    xn: Vec<f32>,     // [n][n_embd], normalized input of a sub-layer
+    q: Vec<f32>,      // [n][n_head * head_dim]
+    k: Vec<f32>,      // [n][n_kv_heads * head_dim]
+    v: Vec<f32>,      // [n][n_kv_heads * head_dim]
+    attn: Vec<f32>,   // [n][n_head * head_dim]
+    proj: Vec<f32>,   // [n][n_embd], output of wo or ffn_down
+    gate: Vec<f32>,   // [n][n_ff]
+    up: Vec<f32>,     // [n][n_ff]
+}
+
+impl Batch {
+    fn new(c: &Config, n: usize) -> Batch {
+        let q_dim = c.n_head * c.head_dim;
+        let kv_dim = c.n_kv_heads * c.head_dim;
+        Batch {
+            n,
+            x: vec![0.0; n * c.n_embd],
+            xn: vec![0.0; n * c.n_embd],
+            q: vec![0.0; n * q_dim],
+            k: vec![0.0; n * kv_dim],
+            v: vec![0.0; n * kv_dim],
+            attn: vec![0.0; n * q_dim],
+            proj: vec![0.0; n * c.n_embd],
+            gate: vec![0.0; n * c.n_ff],
+            up: vec![0.0; n * c.n_ff],
+        }
+    }
+}
+
+/// Runs `tokens` at positions `n_past..` and returns the logits of batch
+/// rows `logits_from..` (`n_vocab` floats each).
+pub fn forward(model: &Model, cache: &mut KvCache, n_past: usize, tokens: &[u32], logits_from: usize) -> Vec<f32> {
+    let c = &model.config;
+    let mut b = Batch::new(c, tokens.len());
+
+    embed(model, tokens, &mut b.x);
+    for (il, layer) in model.weights.layers.iter().enumerate() {
+        attention_block(model, il, layer, &mut cache.layers[il], n_past, &mut b);
+        ffn_block(model, layer, &mut b);
+    }
+    output(model, &b, logits_from)
+}
+
+fn embed(model: &Model, tokens: &[u32], x: &mut [f32]) {
+    let c = &model.config;
+    let e = c.n_embd;
+    for (t, &id) in tokens.iter().enumerate() {
+        model.weights.token_embd.dequantize_row(id as usize, &mut x[t * e..(t + 1) * e]);
+    }
+    if c.arch == Arch::Gemma3 {
+        ops::scale(x, (e as f32).sqrt());
+    }
+}
+
+fn rms_norm_rows(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let n = weight.len();
+    for (o, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+        ops::rms_norm(o, row, weight, eps);
+    }
+}
+
+fn rms_norm_rows_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
+    let n = weight.len();
+    for row in x.chunks_exact_mut(n) {
+        ops::rms_norm_inplace(row, weight, eps);
+    }
+}
+
+/// Cosines and sines of the rope angles at `pos` for `n_rot / 2` pairs.
+///
+/// The angle of pair `i` is `pos * theta^(-2i/n_rot)`, built by repeated
+/// multiplication in f32 as llama.cpp's rope cache does, divided by the
+/// file's per-pair frequency factor and scaled for linear rope scaling.
+pub fn rope_angles(c: &Config, rope_theta: f32, freq_factors: Option<&[f32]>, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+    let freq_scale = match c.rope_scaling {
+        RopeScaling::None => 1.0,
+        RopeScaling::Linear { factor } => 1.0 / factor,
+    };
+    let theta_scale = rope_theta.powf(-2.0 / c.n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..c.n_rot / 2 {
+        let ff = freq_factors.map_or(1.0, |f| f[i]);
+        let angle = freq_scale * (theta / ff);
+        cos[i] = angle.cos();
+        sin[i] = angle.sin();
+        theta *= theta_scale;
+    }
+}
+
+fn apply_rope(c: &Config, model: &Model, rope_theta: f32, n_past: usize, b: &mut Batch) {
+    let d = c.head_dim;
+    let neox = c.arch == Arch::Gemma3;
+    let mut cos = vec![0.0f32; c.n_rot / 2];
+    let mut sin = vec![0.0f32; c.n_rot / 2];
+    let factors = model.weights.rope_freqs.as_deref();
+    let q_dim = c.n_head * d;
+    let kv_dim = c.n_kv_heads * d;
+    for t in 0..b.n {
+        rope_angles(c, rope_theta, factors, n_past + t, &mut cos, &mut sin);
+        for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(d) {
+            ops::rope(head, &cos, &sin, neox);
+        }
+        for head in b.k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(d) {
+            ops::rope(head, &cos, &sin, neox);
+        }
+    }
+}
+
+fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCache, n_past: usize, b: &mut Batch) {
+    let c = &model.config;
+    let pool = &model.pool;
+
+    rms_norm_rows(&mut b.xn, &b.x, &layer.attn_norm, c.rms_eps);
+    matmul(pool, &layer.wq, &b.xn, &mut b.q);
+    matmul(pool, &layer.wk, &b.xn, &mut b.k);
+    matmul(pool, &layer.wv, &b.xn, &mut b.v);
+
+    if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+        rms_norm_rows_inplace(&mut b.q, qn, c.rms_eps);
+        rms_norm_rows_inplace(&mut b.k, kn, c.rms_eps);
+    }
+    apply_rope(c, model, c.layers[il].rope_theta, n_past, b);
+
+    write_and_attend(model, cache, n_past, b);
+
+    matmul(pool, &layer.wo, &b.attn, &mut b.proj);
+    if let Some(post) = &layer.post_attn_norm {
+        rms_norm_rows_inplace(&mut b.proj, post, c.rms_eps);
+    }
+    ops::add_inplace(&mut b.x, &b.proj);
+}
+
+fn write_token(c: &Config, cache: &mut LayerCache, pos: usize, t: usize, b: &Batch) {
+    let d = c.head_dim;
+    let slot = cache.slot(pos);
+    let kv_dim = c.n_kv_heads * d;
+    for h in 0..c.n_kv_heads {
+        let off = t * kv_dim + h * d;
+        cache.k.write(h, slot, &b.k[off..off + d]);
+        cache.v.write(h, slot, &b.v[off..off + d]);
+    }
+}
+
+/// Attends tokens `t0..t1` of the batch, one task per (token, head).
+fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1: usize, b: &mut Batch) {
+    let c = &model.config;
+    let d = c.head_dim;
+    let n_head = c.n_head;
+    let gqa = c.gqa_ratio();
+    let q = &b.q;
+    let out = &mut b.attn[t0 * n_head * d..t1 * n_head * d];
+
+    let task = |scores: &mut Vec<f32>, (i, out_h): (usize, &mut [f32])| {
+        let t = t0 + i / n_head;
+        let h = i % n_head;
+        let q_h = &q[(t * n_head + h) * d..(t * n_head + h + 1) * d];
+        attend_head(cache, h / gqa, q_h, n_past + t, c.attn_scale, scores, out_h);
+    };
+
+    if model.pool.current_num_threads() == 1 {
+        let mut scores = Vec::new();
+        out.chunks_exact_mut(d).enumerate().for_each(|item| task(&mut scores, item));
+    } else {
+        model.pool.install(|| {
+            out.par_chunks_exact_mut(d).enumerate().for_each_init(Vec::new, task);
+        });
+    }
+}
+
+/// Writes the batch's keys and values and computes attention.
+///
+/// When every position of the batch fits in the layer's ring without
+/// reusing a slot, all tokens are written first and attended in parallel.
+/// Otherwise (a sliding window wraps inside the batch) each token is
+/// written and attended in turn, so no query loses a key it may see.
+fn write_and_attend(model: &Model, cache: &mut LayerCache, n_past: usize, b: &mut Batch) {
+    let c = &model.config;
+    if n_past + b.n <= cache.capacity() {
+        for t in 0..b.n {
+            write_token(c, cache, n_past + t, t, b);
+        }
+        attend_tokens(model, cache, n_past, 0, b.n, b);
+    } else {
+        for t in 0..b.n {
+            write_token(c, cache, n_past + t, t, b);
+            attend_tokens(model, cache, n_past, t, t + 1, b);
+        }
+    }
+}
+
+fn ffn_block(model: &Model, layer: &Layer, b: &mut Batch) {
+    let c = &model.config;
+    let pool = &model.pool;
+
+    rms_norm_rows(&mut b.xn, &b.x, &layer.ffn_norm, c.rms_eps);
+    matmul(pool, &layer.ffn_gate, &b.xn, &mut b.gate);
+    matmul(pool, &layer.ffn_up, &b.xn, &mut b.up);
+    match c.arch {
+        Arch::Llama => ops::silu_mul(&mut b.gate, &b.up),
+        Arch::Gemma3 => ops::gelu_tanh_mul(&mut b.gate, &b.up),
+    }
+    matmul(pool, &layer.ffn_down, &b.gate, &mut b.proj);
+    if let Some(post) = &layer.post_ffn_norm {
+        rms_norm_rows_inplace(&mut b.proj, post, c.rms_eps);
+    }
+    ops::add_inplace(&mut b.x, &b.proj);
+}
+
+fn output(model: &Model, b: &Batch, from: usize) -> Vec<f32> {
+    let c = &model.config;
+    let e = c.n_embd;
+    let rows = b.n - from;
+    let mut xn = vec![0.0f32; rows * e];
+    rms_norm_rows(&mut xn, &b.x[from * e..], &model.weights.output_norm, c.rms_eps);
+    let mut logits = vec![0.0f32; rows * c.n_vocab];
+    matmul(&model.pool, model.weights.output_matrix(), &xn, &mut logits);
+    logits
+}

@@ -1,0 +1,163 @@
+//! A loaded model and the per-sequence state that runs it.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::kv_cache::{KvCache, KvType};
+use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
+
+/// Weights, tokenizer and worker pool of one GGUF file. Shared by any
+/// number of [`Session`]s; immutable after loading.
+pub struct Model {
+    pub config: Config,
+    pub weights: Weights,
+    pub tokenizer: Tokenizer,
+    pub file: Arc<GgufFile>,
+    pub pool: rayon::ThreadPool,
+}
+
+impl Model {
+    /// Opens `path` and checks every tensor the architecture needs.
+    /// `n_threads = 0` uses one thread per available core.
+    pub fn load(path: &str, n_threads: usize) -> Result<Model> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let config = Config::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        if tokenizer.n_vocab() != config.n_vocab {
+            return Err(Error::Format(format!(
+                "the vocabulary has {} tokens but the model expects {}",
+                tokenizer.n_vocab(),
+                config.n_vocab
+            )));
+        }
+        let weights = Weights::load(&file, &config)?;
+
+        let n_threads = if n_threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            n_threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n_threads)
+            .thread_name(|i| format!("turbokv-worker-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start {n_threads} worker threads: {e}")))?;
+
+        log::info!(
+            "loaded {path}: {} with {} layers, n_embd {}, {} threads",
+            config.arch.name(),
+            config.n_layer,
+            config.n_embd,
+            n_threads
+        );
+        Ok(Model { config, weights, tokenizer, file, pool })
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Bytes a cache of `n_ctx` positions with these types allocates.
+    pub fn kv_cache_bytes(&self, n_ctx: usize, k_type: KvType, v_type: KvType) -> usize {
+        let c = &self.config;
+        c.layers
+            .iter()
+            .map(|l| {
+                let capacity = l.window.map_or(n_ctx, |w| w.min(n_ctx));
+                c.n_kv_heads * capacity * (k_type.row_bytes(c.head_dim) + v_type.row_bytes(c.head_dim))
+            })
+            .sum()
+    }
+}
+
+/// One sequence: its KV cache and the tokens in it.
+pub struct Session {
+    pub model: Arc<Model>,
+    pub cache: KvCache,
+    /// Token ids in the cache, in position order.
+    pub tokens: Vec<u32>,
+}
+
+/// Which logits rows [`Session::eval`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogitsWanted {
+    /// Only the last token's row.
+    Last,
+    /// Rows for the tokens at batch indices `from..`.
+    From(usize),
+}
+
+impl Session {
+    pub fn new(model: Arc<Model>, n_ctx: usize, k_type: KvType, v_type: KvType) -> Result<Session> {
+        if n_ctx == 0 {
+            return Err(Error::InvalidArgument("n_ctx must be at least 1".into()));
+        }
+        let c = &model.config;
+        let windows: Vec<Option<usize>> = c.layers.iter().map(|l| l.window).collect();
+        let cache = KvCache::new(n_ctx, k_type, v_type, c.n_kv_heads, c.head_dim, &windows)?;
+        Ok(Session { model, cache, tokens: Vec::new() })
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.cache.n_ctx
+    }
+
+    pub fn n_past(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Forgets positions `n_past..`.
+    ///
+    /// A sliding-window layer whose ring has wrapped no longer holds the
+    /// positions before the last `window`, so it cannot go back more than one
+    /// token; truncating such a session clears the whole sequence instead
+    /// (check [`Session::n_past`] afterwards).
+    pub fn truncate(&mut self, n_past: usize) {
+        if n_past >= self.tokens.len() {
+            return;
+        }
+        let overwritten = self
+            .cache
+            .layers
+            .iter()
+            .any(|l| l.window.is_some() && self.tokens.len() > l.capacity() && n_past + 1 < self.tokens.len());
+        if overwritten {
+            self.tokens.clear();
+        } else {
+            self.tokens.truncate(n_past);
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.tokens.clear();
+    }
+
+    /// Appends `tokens` to the sequence and returns logits rows
+    /// (`n_vocab` floats each) as `wanted` says.
+    pub fn eval(&mut self, tokens: &[u32], wanted: LogitsWanted) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("eval needs at least one token".into()));
+        }
+        let n_vocab = self.model.config.n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is out of range for a vocabulary of {n_vocab} tokens"
+            )));
+        }
+        let total = self.tokens.len() + tokens.len();
+        if total > self.cache.n_ctx {
+            return Err(Error::ContextOverflow { n_tokens: total, n_ctx: self.cache.n_ctx });
+        }
+        let from = match wanted {
+            LogitsWanted::Last => tokens.len() - 1,
+            LogitsWanted::From(i) => i.min(tokens.len()),
+        };
+        let model = Arc::clone(&self.model);
+        let logits = crate::forward::forward(&model, &mut self.cache, self.tokens.len(), tokens, from);
+        self.tokens.extend_from_slice(tokens);
+        Ok(logits)
+    }
+}
