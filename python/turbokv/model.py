@@ -392,8 +392,8 @@ class Model:
     def tokenize(self, text: Union[str, bytes], add_special: bool = True, parse_special: bool = False) -> List[int]:
         """Split ``text`` into token ids.
 
-        ``add_special`` adds BOS/EOS where the vocabulary asks for them;
-        ``parse_special`` turns special-token text such as ``<start_of_turn>``
+        ``add_special`` adds the BOS/EOS tokens that the vocabulary adds by
+        default. ``parse_special`` turns special-token text such as ``<start_of_turn>``
         into its single id instead of tokenizing it as plain text.
         """
         return self._native.tokenize(_decode_utf8(text), add_special, parse_special)
@@ -439,10 +439,11 @@ class Model:
         and ``top_k = 0``, ``top_p = 1``, ``min_p = 0`` and ``repeat_penalty = 1``
         disable those filters. ``seed = None`` picks a random seed.
 
-        A prompt with more than ``n_ctx`` tokens raises ``ContextOverflowError``
-        unless ``truncate`` is set; then the first token (BOS, if added) and the
-        last tokens are kept, leaving room for ``min(max_tokens, n_ctx // 2)``
-        new tokens. An empty prompt starts from BOS alone.
+        A prompt with more than ``n_ctx`` tokens raises ``ContextOverflowError``.
+        With ``truncate``, the prompt is cut instead when it leaves less room
+        than ``min(max_tokens, n_ctx // 2)`` new tokens. The cut keeps its first
+        token if that is BOS, and its last tokens. An empty prompt starts from
+        BOS alone.
         """
         generation = self._start(
             prompt,
@@ -518,7 +519,7 @@ class Model:
         if not truncate:
             if len(ids) > self._n_ctx:
                 raise ContextOverflowError(
-                    f"the prompt has {len(ids)} tokens but the context holds {self._n_ctx}; "
+                    f"the prompt has {len(ids)} tokens but the context size is {self._n_ctx}; "
                     "raise n_ctx, shorten the prompt or pass truncate=True"
                 )
             return ids
