@@ -53,6 +53,12 @@ class Model:
     def eog_ids(self) -> list[int]: ...
     @property
     def chat_template(self) -> Optional[str]: ...
+    @property
+    def add_bos(self) -> bool:
+        """Whether tokenizing with ``add_special`` prepends BOS."""
+
+    def kv_cache_bytes(self, n_ctx: int, cache_type_k: str = "fp32", cache_type_v: str = "fp32") -> int:
+        """Bytes a session of ``n_ctx`` positions allocates for keys and values."""
 
     def info(self) -> dict:
         """Architecture, dimensions, tensor types and sizes, tokenizer facts."""
@@ -101,6 +107,17 @@ class Session:
         ``all_logits``, one row per token (shape ``(len(tokens), n_vocab)``).
         Raises ``ContextOverflowError`` if the cache would overflow.
         """
+
+    @property
+    def cache_type_k(self) -> str: ...
+    @property
+    def cache_type_v(self) -> str: ...
+
+    def cache_bytes(self, layer: int) -> tuple[bytes, bytes]:
+        """Raw stored keys and values of ``layer`` (for tests)."""
+
+    def read_kv(self, layer: int, head: int, pos: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Decoded key and value of KV head ``head`` at position ``pos`` (for tests)."""
 
     def truncate(self, n_past: int) -> None:
         """Drop every cached position from ``n_past`` on."""

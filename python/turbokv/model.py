@@ -384,8 +384,10 @@ class Model:
         cache_type_v: Optional[str] = None,
     ) -> int:
         """Return the bytes a session allocates for keys and values (defaults: this model's settings)."""
-        session = self._new_session(n_ctx, cache_type_k, cache_type_v)
-        return session.kv_bytes
+        n_ctx = self._n_ctx if n_ctx is None else _check_int("n_ctx", n_ctx, 1)
+        cache_type_k = self._cache_type_k if cache_type_k is None else _check_kv_type("cache_type_k", cache_type_k)
+        cache_type_v = self._cache_type_v if cache_type_v is None else _check_kv_type("cache_type_v", cache_type_v)
+        return self._native.kv_cache_bytes(n_ctx, cache_type_k, cache_type_v)
 
     # Tokens
 
