@@ -83,9 +83,10 @@ impl TensorInfo {
         })
     }
 
-    /// Number of elements (the product of `dims`, checked at open).
+    /// Number of elements: the product of `dims`, which open checked for
+    /// overflow. It saturates at `u64::MAX` for an info built by hand.
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().fold(1u64, |n, &d| n.saturating_mul(d))
     }
 }
 
