@@ -395,23 +395,20 @@ impl LoadedVocab {
 
         // o200k_harmony and solar-open use <|end|> inside a turn.
         let has = |t: &str| self.text_to_token(t).map_or(false, |id| eog.contains(&id));
+        let has_call = has("<|call|>") || has("<|calls|>");
+        let end_inside_turn = (has("<|return|>") && has_call) || (has_call && has("<|flush|>"));
         let end_id = self.text_to_token("<|end|>").filter(|id| eog.contains(id));
-        if let Some(end_id) = end_id {
-            let harmony = has("<|return|>") && (has("<|call|>") || has("<|calls|>"));
-            let solar = (has("<|call|>") || has("<|calls|>")) && has("<|flush|>");
-            if harmony || solar {
-                eog.remove(&end_id);
-                self.tokens[end_id as usize].attr = attr::USER_DEFINED;
-            }
+        if let (Some(end_id), true) = (end_id, end_inside_turn) {
+            eog.remove(&end_id);
+            self.tokens[end_id as usize].attr = attr::USER_DEFINED;
         }
 
         // Gemma 4 and PaddleOCR use </s> as text when <|tool_response> exists.
+        let has_tool_response = self.text_to_token("<|tool_response>").map_or(false, |id| eog.contains(&id));
         let s_id = self.text_to_token("</s>").filter(|id| eog.contains(id));
-        if let Some(s_id) = s_id {
-            if has("<|tool_response>") {
-                eog.remove(&s_id);
-                self.tokens[s_id as usize].attr = attr::NORMAL;
-            }
+        if let (Some(s_id), true) = (s_id, has_tool_response) {
+            eog.remove(&s_id);
+            self.tokens[s_id as usize].attr = attr::NORMAL;
         }
         self.eog_ids = eog;
     }
