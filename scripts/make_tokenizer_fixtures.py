@@ -20,14 +20,24 @@ import logging
 import os
 import site
 import sys
+import subprocess
+import tempfile
 
-from llama_cpp import Llama
-import llama_cpp
+try:
+    from llama_cpp import Llama
+    import llama_cpp
+except ImportError:  # the --write-pre-variant step runs without the oracle
+    Llama = llama_cpp = None
 
 LOG = logging.getLogger("make_tokenizer_fixtures")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = "/work/shared/corpus/prideprejudice.txt.gz"
+
+SYSTEM_PYTHON = "python3"
+
+# Pre-tokenizers tested on SmolLM2's vocabulary besides its own (smollm).
+PRE_VARIANTS = ["llama-bpe", "qwen2", "gpt-2", "default"]
 
 
 def gemma3_path():
@@ -98,7 +108,51 @@ def test_strings():
         "zero\u200bwidth and non\u00a0breaking",
         "▁already▁escaped",
         "<0x41> literal byte token text",
+        "नमस्ते दुनिया, हिन्दी में",
+        "مرحبا بالعالم ١٢٣",
+        "½ ² ³ ① Ⅻ ٣٤٥ ５６７ 𝟘𝟙",
+        "e\u0301 combining and ﬁ ligature",
+        "unicode\u2003spaces\u3000here\u00a0\u00a0twice",
+        "windows\r\nline\rcarriage\x0bvertical\x0cfeed",
+        "$100 + 5% = <=> ^~| `backtick`",
+        "a'b 's 'S 'Re 'LL don't",
+        "x  \n  y \n\n\tz",
+        "!!!\n\n???  ...",
     ] + austen_paragraphs()
+
+
+def write_pre_variant(src, pre, dst):
+    """Copy the metadata of GGUF `src` to `dst` with tokenizer.ggml.pre set to `pre` and no tensors.
+
+    llama.cpp then tokenizes the same vocabulary with another pre-tokenizer,
+    which tests the splitters that no installed model uses.
+    """
+    import gguf
+
+    reader = gguf.GGUFReader(src)
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    writer = gguf.GGUFWriter(dst, arch)
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        value_type = field.types[0]
+        if key == "tokenizer.ggml.pre":
+            writer.add_string(key, pre)
+        elif value_type == gguf.GGUFValueType.ARRAY:
+            sub_type = field.types[1]
+            if sub_type == gguf.GGUFValueType.STRING:
+                values = [bytes(field.parts[i]).decode() for i in field.data]
+            else:
+                values = [field.parts[i][0].item() for i in field.data]
+            writer.add_key_value(key, values, value_type, sub_type=sub_type)
+        elif value_type == gguf.GGUFValueType.STRING:
+            writer.add_string(key, bytes(field.parts[field.data[0]]).decode())
+        else:
+            writer.add_key_value(key, field.parts[field.data[0]][0].item(), value_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 def token_piece(vocab, token, special):
@@ -162,18 +216,36 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", default=os.path.join(REPO_ROOT, "tests", "fixtures"),
                         help="folder that receives tokenizer_<model>.json")
+    parser.add_argument("--write-pre-variant", nargs=3, metavar=("SRC", "PRE", "DST"),
+                        help="only copy SRC's metadata to DST with tokenizer.ggml.pre = PRE (needs gguf)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.write_pre_variant:
+        write_pre_variant(*args.write_pre_variant)
+        return 0
 
     os.makedirs(args.out_dir, exist_ok=True)
-    for name, path in (("gemma3", gemma3_path()), ("smollm2", smollm2_path())):
+    models = [("gemma3", gemma3_path()), ("smollm2", smollm2_path())]
+    with tempfile.TemporaryDirectory() as tmp:
+        for pre in PRE_VARIANTS:
+            path = os.path.join(tmp, f"smollm2_pre_{pre}.gguf")
+            # The oracle's venv has no gguf package; the system Python has.
+            subprocess.run([SYSTEM_PYTHON, __file__, "--write-pre-variant", smollm2_path(), pre, path],
+                           check=True)
+            models.append((f"smollm2_pre_{pre}", path))
+        write_fixtures(models, args.out_dir)
+    return 0
+
+
+def write_fixtures(models, out_dir):
+    """Write one fixture per (name, GGUF path)."""
+    for name, path in models:
         fixture = model_fixture(name, path)
-        out = os.path.join(args.out_dir, f"tokenizer_{name}.json")
+        out = os.path.join(out_dir, f"tokenizer_{name}.json")
         with open(out, "w", encoding="utf-8") as f:
             json.dump(fixture, f, ensure_ascii=False, indent=None, separators=(",", ":"))
             f.write("\n")
         LOG.info("wrote %s: %d cases", out, len(fixture["cases"]))
-    return 0
 
 
 if __name__ == "__main__":

@@ -270,3 +270,36 @@ fn gemma3_matches_llama_cpp() {
 fn smollm2_matches_llama_cpp() {
     check_model(&smollm2_path(), "smollm2", "gpt2");
 }
+
+/// SmolLM2's vocabulary under another pre-tokenizer, against llama.cpp run
+/// on a metadata-only copy of the file with that `tokenizer.ggml.pre`.
+fn check_smollm2_with_pre(pre: &str) {
+    let path = smollm2_path();
+    let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut vocab = gguf_vocab::read_vocab(&file).unwrap();
+    vocab.pre = Some(pre.to_string());
+    let tok = Tokenizer::from_vocab(vocab).unwrap();
+    let fixture = load_fixture(&format!("smollm2_pre_{pre}"));
+    check_vocab_facts(&tok, &fixture);
+    check_cases(&tok, &fixture);
+}
+
+#[test]
+fn llama3_pre_matches_llama_cpp() {
+    check_smollm2_with_pre("llama-bpe");
+}
+
+#[test]
+fn qwen2_pre_matches_llama_cpp() {
+    check_smollm2_with_pre("qwen2");
+}
+
+#[test]
+fn gpt2_pre_matches_llama_cpp() {
+    check_smollm2_with_pre("gpt-2");
+}
+
+#[test]
+fn default_pre_matches_llama_cpp() {
+    check_smollm2_with_pre("default");
+}
