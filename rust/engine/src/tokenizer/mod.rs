@@ -225,8 +225,8 @@ impl Tokenizer {
     }
 }
 
-/// The byte of a `<0xXX>` token; 0 when the hex digits are malformed, as
-/// C's `strtol` gives.
+/// Parses the byte of a `<0xXX>` token, or 0 when the hex digits are
+/// malformed (C's `strtol` also returns 0 there).
 fn byte_token_value(text: &str) -> u8 {
     text.get(3..5).and_then(|hex| u8::from_str_radix(hex, 16).ok()).unwrap_or(0)
 }

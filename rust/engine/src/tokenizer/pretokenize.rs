@@ -3,10 +3,10 @@
 //!
 //! llama.cpp applies a list of regexes in turn, each one splitting the
 //! pieces the previous one left (matches and the text between them both
-//! become pieces). The GPT-2 and Llama 3 regexes run as hand-written
-//! splitters there; they are mirrored here step for step, quirks included,
-//! and the simple class regexes (`\p{N}`, `[0-9][0-9][0-9]`, ...) are run
-//! by [`split_class_runs`].
+//! become pieces). llama.cpp runs the GPT-2 and Llama 3 regexes as
+//! hand-written splitters, which are mirrored here step for step, quirks
+//! included. The simple class regexes (`\p{N}`, `[0-9][0-9][0-9]`, ...) run
+//! through [`split_class_runs`].
 
 use super::unicode::{cpt_flags, to_lower, CptFlags};
 use crate::error::{Error, Result};
@@ -26,8 +26,8 @@ pub enum PreTokenizer {
     Qwen2,
 }
 
-/// What the vocabulary's `pre` value implies besides the splitter, as
-/// llama.cpp's vocabulary loader sets it.
+/// Pre-tokenizer settings that llama.cpp's vocabulary loader derives from
+/// the `pre` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PreConfig {
     pub pre: PreTokenizer,
@@ -91,9 +91,8 @@ pub fn split<'t>(text: &'t str, pre: PreTokenizer) -> Vec<&'t str> {
             lengths = split_gpt2(&cpts, &lengths);
         }
         PreTokenizer::Llama3 => lengths = split_llama3(&cpts, &lengths, 3),
-        // NOTE: llama.cpp runs Qwen 2's regex through std::regex, not through
-        // the Llama 3 splitter; the two agree on the regex's matches but this
-        // path is not compared to llama.cpp by any fixture.
+        // llama.cpp runs Qwen 2's regex through std::regex. The Llama 3
+        // splitter with single digits matches it on the qwen2 fixture.
         PreTokenizer::Qwen2 => lengths = split_llama3(&cpts, &lengths, 1),
     }
 

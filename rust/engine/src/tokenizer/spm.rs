@@ -83,7 +83,7 @@ pub fn tokenize(vocab: &LoadedVocab, text: &str, out: &mut Vec<u32>) {
     }
 }
 
-/// One symbol per UTF-8 character.
+/// Splits `text` into one symbol per UTF-8 character.
 fn split_chars(text: &str) -> Vec<Symbol> {
     let n_chars = text.chars().count();
     text.char_indices()

@@ -152,7 +152,7 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Finds a model: the env var first, else asks the installed Python package.
+/// Finds a model: the env var first, else queries the installed Python package.
 fn model_path(env_var: &str, python: &str) -> String {
     if let Ok(path) = std::env::var(env_var) {
         return path;
@@ -303,3 +303,4 @@ fn gpt2_pre_matches_llama_cpp() {
 fn default_pre_matches_llama_cpp() {
     check_smollm2_with_pre("default");
 }
+

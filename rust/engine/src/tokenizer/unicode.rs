@@ -53,8 +53,8 @@ fn flags_table() -> &'static [u8] {
 }
 
 /// Builds the table by running each category regex over one string that
-/// holds every scalar value; the regex engine's find_iter is far faster
-/// than one match call per code point.
+/// contains every scalar value, because find_iter is far faster than one
+/// match call per code point.
 fn build_flags_table() -> Vec<u8> {
     let all: String = (0..MAX_CODEPOINTS as u32).filter_map(char::from_u32).collect();
     let mut table = vec![0u8; MAX_CODEPOINTS];
@@ -135,7 +135,7 @@ pub fn byte_to_char(byte: u8) -> char {
     byte_to_char_table()[byte as usize]
 }
 
-/// The bytes that U+0100..=U+0143 stand for, in code point order.
+/// Returns the bytes that U+0100..=U+0143 encode, in code point order.
 fn extra_chars_to_bytes() -> &'static [u8; 68] {
     static TABLE: OnceLock<[u8; 68]> = OnceLock::new();
     TABLE.get_or_init(|| {
@@ -150,7 +150,7 @@ fn extra_chars_to_bytes() -> &'static [u8; 68] {
     })
 }
 
-/// The byte that `c` stands for in GPT-2's mapping, if any.
+/// Returns the byte that `c` encodes in GPT-2's mapping, if any.
 pub fn char_to_byte(c: char) -> Option<u8> {
     let cpt = c as u32;
     match cpt {

@@ -80,7 +80,7 @@ impl SpecialIds {
     }
 }
 
-/// A vocabulary from its parts, as the `tokenizer.ggml.*` metadata holds it.
+/// A vocabulary from its parts, as stored in the `tokenizer.ggml.*` metadata.
 #[derive(Clone, Debug, Default)]
 pub struct Vocab {
     /// `tokenizer.ggml.model`: `llama` (SentencePiece) or `gpt2` (byte-level BPE).
@@ -179,7 +179,7 @@ const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>
 const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 
-/// Texts of tokens that end generation, whatever the stored ids say.
+/// Texts of tokens that end generation, in addition to the stored ids.
 const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
@@ -254,6 +254,8 @@ impl LoadedVocab {
         loaded.detect_special_by_text();
         loaded.build_eog_set();
         loaded.build_special_cache();
+        // NOTE: llama.cpp also sets LSTRIP/RSTRIP on some tokens by model name
+        // (Phi-3, Jina v2, ModernBERT); that is not done here.
         loaded.byte_tokens = (0..=255u8).map(|b| loaded.find_byte_token(b)).collect();
         Ok(loaded)
     }
@@ -335,9 +337,9 @@ impl LoadedVocab {
     /// Finds EOT, EOM and FIM tokens by their text when no id names them,
     /// marks them CONTROL, and marks CONTROL tokens named "unused" UNUSED.
     fn detect_special_by_text(&mut self) {
-        // NOTE: llama.cpp walks an unordered_map here, so when several texts
-        // of one list are in the vocabulary its choice depends on hashing;
-        // this takes the lowest id.
+        // NOTE: llama.cpp walks an unordered_map here. When several texts of
+        // one list are in the vocabulary, its choice depends on hashing, and
+        // this code takes the lowest id.
         self.ids.eot = self.ids.eot.or_else(|| self.find_and_mark_control(EOT_TEXTS));
         self.ids.eom = self.ids.eom.or_else(|| self.find_and_mark_control(EOM_TEXTS));
         for texts in [FIM_PRE_TEXTS, FIM_SUF_TEXTS, FIM_MID_TEXTS] {
@@ -418,15 +420,15 @@ impl LoadedVocab {
         let mut cache: Vec<u32> = (0..self.tokens.len() as u32)
             .filter(|&id| self.tokens[id as usize].attr & special != 0)
             .collect();
-        // NOTE: llama.cpp's std::sort is not stable, so equal-length tokens
-        // may be tried in another order there; that matters only when two
-        // such tokens overlap in the text.
+        // NOTE: llama.cpp's std::sort is not stable, so it may try
+        // equal-length tokens in another order. The order matters only when
+        // two such tokens overlap in the text.
         cache.sort_by_key(|&id| std::cmp::Reverse(self.tokens[id as usize].text.len()));
         self.special_cache = cache;
     }
 
-    /// The SentencePiece byte-fallback token `<0xXX>`, else the token whose
-    /// text is the byte itself.
+    /// Finds the SentencePiece byte-fallback token `<0xXX>`, else the token
+    /// whose text is the byte itself.
     fn find_byte_token(&self, byte: u8) -> Option<u32> {
         self.text_to_token(&format!("<0x{byte:02X}>")).or_else(|| {
             let single = [byte];
