@@ -45,7 +45,10 @@ impl<'a> Cursor<'a> {
         Ok(&self.bytes[start..start + n])
     }
 
-    pub(crate) fn array<const N: usize>(&mut self, field: impl FnOnce() -> String) -> Result<[u8; N]> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: impl FnOnce() -> String,
+    ) -> Result<[u8; N]> {
         let bytes = self.take(N as u64, field)?;
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);

@@ -72,8 +72,8 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// The tensor's type, or [`Error::Unsupported`] naming the tensor and
-    /// its type id when turbokv does not support that type.
+    /// Returns the tensor's type, or [`Error::Unsupported`] naming the
+    /// tensor and its type id when turbokv does not support that type.
     pub fn ggml_type(&self) -> Result<GgmlType> {
         self.ty.ok_or_else(|| {
             Error::Unsupported(format!(
@@ -83,9 +83,10 @@ impl TensorInfo {
         })
     }
 
-    /// Number of elements (the product of `dims`, checked at open).
+    /// Number of elements: the product of `dims`, which open checked for
+    /// overflow. It saturates at `u64::MAX` for an info built by hand.
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().fold(1u64, |n, &d| n.saturating_mul(d))
     }
 }
 
@@ -134,9 +135,10 @@ impl GgufFile {
             return GgufFile::from_storage(Storage::Owned(Vec::new()));
         }
 
-        // SAFETY: the map is read-only. Like every mmap-based model loader,
-        // this assumes no other process truncates or rewrites the file while
-        // it is open; doing so is undefined behaviour (typically SIGBUS).
+        // SAFETY: the map is read-only. Like other mmap-based model loaders,
+        // this assumes that no other process truncates or rewrites the file
+        // while it is open, because that is undefined behaviour (typically
+        // SIGBUS).
         let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
         log::debug!("mapped {path} ({len} bytes)");
         GgufFile::from_storage(Storage::Mapped(map))
@@ -266,7 +268,13 @@ impl GgufFile {
             Array::U32(v) => convert_i32(key, v)?,
             Array::U64(v) => convert_i32(key, v)?,
             Array::I64(v) => convert_i32(key, v)?,
-            _ => return Err(type_mismatch(key, &Value::Array(array.clone()), "an integer array")),
+            _ => {
+                return Err(type_mismatch(
+                    key,
+                    &Value::Array(array.clone()),
+                    "an integer array",
+                ))
+            }
         };
         Ok(Some(converted))
     }

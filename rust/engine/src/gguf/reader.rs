@@ -1,10 +1,11 @@
 //! Parsing and validation of the GGUF header, metadata and tensor infos.
 //!
-//! Layout (all little-endian): magic `GGUF`, u32 version, u64 tensor count,
-//! u64 metadata count, the metadata entries (string key, u32 value type,
-//! value), the tensor infos (string name, u32 n_dims, n_dims u64 dims, u32
-//! type id, u64 offset relative to the data section), padding up to the
-//! alignment, then the data section.
+//! The layout is little-endian. The header is the magic `GGUF`, a u32
+//! version, a u64 tensor count and a u64 metadata count. The metadata entries
+//! follow (string key, u32 value type, value), then the tensor infos (string
+//! name, u32 n_dims, n_dims u64 dims, u32 type id, u64 offset relative to the
+//! data section). The data section starts at the next multiple of the
+//! alignment.
 
 use std::collections::HashMap;
 
@@ -87,7 +88,8 @@ fn read_header(cur: &mut Cursor) -> Result<Header> {
     let magic: [u8; 4] = cur.array(|| "header magic".to_string())?;
     if magic != MAGIC {
         return Err(Error::Format(format!(
-            "invalid magic bytes {magic:02x?} (expected \"GGUF\"); this is not a GGUF file"
+            "invalid magic bytes \"{}\" (expected \"GGUF\"); this is not a GGUF file",
+            magic.escape_ascii()
         )));
     }
 
@@ -137,7 +139,8 @@ fn check_counts_fit(cur: &Cursor, tensor_count: u64, kv_count: u64) -> Result<()
         _ => {
             return Err(Error::Format(format!(
                 "header kv_count {kv_count}: {kv_count} entries of at least \
-                 {MIN_KV_BYTES} bytes do not fit in the {remaining} bytes after the header"
+                 {MIN_KV_BYTES} bytes do not fit in the {remaining} bytes after the header; \
+                 the count is corrupt or the file is truncated"
             )))
         }
     }
@@ -147,15 +150,19 @@ fn check_counts_fit(cur: &Cursor, tensor_count: u64, kv_count: u64) -> Result<()
             return Err(Error::Format(format!(
                 "header tensor_count {tensor_count}: {tensor_count} tensor infos of at \
                  least {MIN_TENSOR_INFO_BYTES} bytes do not fit in the {remaining} bytes \
-                 after the header"
+                 after the header; the count is corrupt or the file is truncated"
             )))
         }
     }
-    match kv_bytes.zip(tensor_bytes).and_then(|(a, b)| a.checked_add(b)) {
+    match kv_bytes
+        .zip(tensor_bytes)
+        .and_then(|(a, b)| a.checked_add(b))
+    {
         Some(n) if n <= remaining => Ok(()),
         _ => Err(Error::Format(format!(
             "header kv_count {kv_count} and tensor_count {tensor_count}: their entries \
-             do not fit together in the {remaining} bytes after the header"
+             do not fit together in the {remaining} bytes after the header; a count is \
+             corrupt or the file is truncated"
         ))),
     }
 }
@@ -176,7 +183,7 @@ fn read_metadata(cur: &mut Cursor, kv_count: u64) -> Result<Metadata> {
             )));
         }
 
-        let ty = read_value_type(cur, &|| format!("key #{i} '{key}'"))?;
+        let ty = read_value_type(cur, &|| format!("key #{i} '{key}'"), "value type")?;
         let value = read_value(cur, ty, &key)?;
         key_index.insert(key.clone(), i);
         metadata.push((key, value));
@@ -305,7 +312,9 @@ fn place_tensor(
 
     let ty = GgmlType::from_id(raw.type_id);
     let n_bytes = match ty {
-        Some(ty) => data_bytes(ty, &raw.dims).map_err(|msg| Error::Format(format!("{}: {msg}", field())))?,
+        Some(ty) => {
+            data_bytes(ty, &raw.dims).map_err(|msg| Error::Format(format!("{}: {msg}", field())))?
+        }
         None => {
             log::debug!(
                 "tensor '{}' has type id {} that turbokv does not support; it is kept \
@@ -336,10 +345,11 @@ fn place_tensor(
             n_bytes,
         }),
         _ => Err(Error::Format(format!(
-            "{}: data at offset {} + {} of {n_bytes} bytes extends past the end of the \
-             file ({file_size} bytes); the file is truncated or the offset is corrupt",
+            "{}: data of {n_bytes} bytes at offset {} (data section {data_start} + tensor \
+             offset {}) extends past the end of the file ({file_size} bytes); the file is \
+             truncated or the offset is corrupt",
             field(),
-            data_start,
+            data_start as u128 + u128::from(raw.offset),
             raw.offset
         ))),
     }
@@ -360,12 +370,19 @@ fn data_bytes(ty: GgmlType, dims: &[u64]) -> std::result::Result<u64, String> {
     let total = dims[1..]
         .iter()
         .fold(row_bytes, |acc, &d| acc.and_then(|a| a.checked_mul(d)));
-    total.ok_or_else(|| format!("the data size of {} dims {dims:?} overflows 64 bits", ty.name()))
+    total.ok_or_else(|| {
+        format!(
+            "the data size of {} dims {dims:?} overflows 64 bits",
+            ty.name()
+        )
+    })
 }
 
 /// Rejects tensors whose data ranges share bytes.
 fn check_overlaps(tensors: &[TensorInfo]) -> Result<()> {
-    let mut order: Vec<usize> = (0..tensors.len()).filter(|&i| tensors[i].n_bytes > 0).collect();
+    let mut order: Vec<usize> = (0..tensors.len())
+        .filter(|&i| tensors[i].n_bytes > 0)
+        .collect();
     order.sort_by_key(|&i| tensors[i].offset);
 
     for pair in order.windows(2) {

@@ -205,7 +205,9 @@ fn align(pos: u64, alignment: u64) -> u64 {
 
 /// Deterministic bytes, so that data mix-ups between tensors show.
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn parse(bytes: Vec<u8>) -> Result<GgufFile> {
@@ -251,12 +253,19 @@ fn array_values() -> Vec<(&'static str, Value)> {
         ("a.i32", Value::Array(Array::I32(vec![-1, 0, 1]))),
         ("a.u64", Value::Array(Array::U64(vec![u64::MAX]))),
         ("a.i64", Value::Array(Array::I64(vec![i64::MIN, 5]))),
-        ("a.f32", Value::Array(Array::F32(vec![0.5, -1.25, f32::INFINITY]))),
+        (
+            "a.f32",
+            Value::Array(Array::F32(vec![0.5, -1.25, f32::INFINITY])),
+        ),
         ("a.f64", Value::Array(Array::F64(vec![1e-300, 3.0]))),
         ("a.bool", Value::Array(Array::Bool(vec![true, false, true]))),
         (
             "a.string",
-            Value::Array(Array::String(vec!["<s>".into(), String::new(), "Ġthe".into()])),
+            Value::Array(Array::String(vec![
+                "<s>".into(),
+                String::new(),
+                "Ġthe".into(),
+            ])),
         ),
         ("a.empty", Value::Array(Array::I32(vec![]))),
     ]
@@ -282,7 +291,7 @@ fn nested_values() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// A file with every value type and tensors of several types.
+/// Builds a file with every value type and tensors of several types.
 fn full_writer(version: u32) -> Writer {
     let mut writer = Writer::new(version);
     for (key, value) in scalar_values()
@@ -296,7 +305,12 @@ fn full_writer(version: u32) -> Writer {
         .tensor("norm.weight", &[8], 0, pattern(32, 1))
         .tensor("embd.weight", &[64, 3], 2, pattern(2 * 18 * 3, 2))
         .tensor("ffn.weight", &[256, 2, 1], 12, pattern(144 * 2, 3))
-        .tensor("half.weight", &[4, 2, 2, 3], 1, pattern(4 * 2 * 2 * 3 * 2, 4))
+        .tensor(
+            "half.weight",
+            &[4, 2, 2, 3],
+            1,
+            pattern(4 * 2 * 2 * 3 * 2, 4),
+        )
 }
 
 #[test]
@@ -366,7 +380,10 @@ fn alignment_any_unsigned_type() {
     for value in values {
         let mut writer = Writer::new(3).kv(ALIGNMENT_KEY, value.clone());
         writer.alignment = 64;
-        let writer = writer.tensor("a", &[3], 0, pattern(12, 1)).tensor("b", &[1], 0, pattern(4, 2));
+        let writer =
+            writer
+                .tensor("a", &[3], 0, pattern(12, 1))
+                .tensor("b", &[1], 0, pattern(4, 2));
         let file = parse(writer.build()).unwrap();
         assert_eq!(file.alignment, 64, "alignment as {}", value.type_name());
         assert_eq!(file.tensor("b").unwrap().offset % 64, 0);
@@ -393,7 +410,10 @@ fn unknown_tensor_type_kept() {
     assert_eq!(odd.n_bytes, 0);
     assert!(file.tensor_data(odd).is_empty());
     let err = odd.ggml_type().unwrap_err().to_string();
-    assert!(err.contains("tensor odd.weight has unsupported type id 99"), "{err}");
+    assert!(
+        err.contains("tensor odd.weight has unsupported type id 99"),
+        "{err}"
+    );
 
     let norm = file.tensor("norm.weight").unwrap();
     assert_eq!(file.tensor_data(norm), &pattern(16, 2)[..]);
@@ -415,7 +435,9 @@ fn open_reads_file_from_disk() {
 
 #[test]
 fn open_missing_file_is_io_error() {
-    let err = GgufFile::open("/nonexistent/turbokv/model.gguf").err().unwrap();
+    let err = GgufFile::open("/nonexistent/turbokv/model.gguf")
+        .err()
+        .unwrap();
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(err.to_string().contains("/nonexistent/turbokv/model.gguf"));
 }
@@ -445,7 +467,10 @@ fn accessor_file() -> GgufFile {
         .kv("f64", Value::F64(1e6))
         .kv("bool", Value::Bool(true))
         .kv("str", Value::String("llama".into()))
-        .kv("strs", Value::Array(Array::String(vec!["a".into(), "b".into()])))
+        .kv(
+            "strs",
+            Value::Array(Array::String(vec!["a".into(), "b".into()])),
+        )
         .kv("f32s", Value::Array(Array::F32(vec![1.0, -2.0])))
         .kv("i8s", Value::Array(Array::I8(vec![-1, 2])))
         .kv("u32s", Value::Array(Array::U32(vec![1, 2])))
@@ -468,11 +493,14 @@ fn get_u64_integer_types() {
 fn get_u64_rejects_negative_and_float() {
     let file = accessor_file();
     let err = file.get_u64("i32.neg").unwrap_err().to_string();
-    assert!(err.contains("'i32.neg'") && err.contains("-3"), "{err}");
+    assert!(err.contains("'i32.neg'"), "{err}");
+    assert!(err.contains("-3"), "{err}");
     let err = file.get_u64("i64.neg").unwrap_err().to_string();
-    assert!(err.contains("'i64.neg'") && err.contains("-1"), "{err}");
+    assert!(err.contains("'i64.neg'"), "{err}");
+    assert!(err.contains("-1"), "{err}");
     let err = file.get_u64("f32").unwrap_err().to_string();
-    assert!(err.contains("'f32'") && err.contains("FLOAT32"), "{err}");
+    assert!(err.contains("'f32'"), "{err}");
+    assert!(err.contains("FLOAT32"), "{err}");
 }
 
 #[test]
@@ -484,7 +512,8 @@ fn get_f32_converts_numbers() {
     assert_eq!(file.get_f32("i32.neg").unwrap(), Some(-3.0));
     assert_eq!(file.get_f32("missing").unwrap(), None);
     let err = file.get_f32("str").unwrap_err().to_string();
-    assert!(err.contains("'str'") && err.contains("STRING"), "{err}");
+    assert!(err.contains("'str'"), "{err}");
+    assert!(err.contains("STRING"), "{err}");
 }
 
 #[test]
@@ -496,18 +525,26 @@ fn get_bool_and_str() {
     assert_eq!(file.get_str("str").unwrap(), Some("llama"));
     assert_eq!(file.get_str("missing").unwrap(), None);
     let err = file.get_str("u8").unwrap_err().to_string();
-    assert!(err.contains("'u8'") && err.contains("UINT8"), "{err}");
+    assert!(err.contains("'u8'"), "{err}");
+    assert!(err.contains("UINT8"), "{err}");
 }
 
 #[test]
 fn get_arrays() {
     let file = accessor_file();
-    assert_eq!(file.get_str_array("strs").unwrap(), Some(&["a".to_string(), "b".to_string()][..]));
-    assert_eq!(file.get_f32_array("f32s").unwrap(), Some(&[1.0f32, -2.0][..]));
+    assert_eq!(
+        file.get_str_array("strs").unwrap(),
+        Some(&["a".to_string(), "b".to_string()][..])
+    );
+    assert_eq!(
+        file.get_f32_array("f32s").unwrap(),
+        Some(&[1.0f32, -2.0][..])
+    );
     assert_eq!(file.get_str_array("missing").unwrap(), None);
     assert_eq!(file.get_f32_array("missing").unwrap(), None);
     let err = file.get_str_array("f32s").unwrap_err().to_string();
-    assert!(err.contains("'f32s'") && err.contains("ARRAY[FLOAT32]"), "{err}");
+    assert!(err.contains("'f32s'"), "{err}");
+    assert!(err.contains("ARRAY[FLOAT32]"), "{err}");
     assert!(file.get_f32_array("strs").is_err());
     assert!(file.get_f32_array("f32").is_err());
 }
@@ -538,7 +575,7 @@ fn header(version: u32, tensor_count: u64, kv_count: u64) -> Vec<u8> {
     out
 }
 
-/// A header with one metadata entry whose value bytes are `value`.
+/// Builds a header with one metadata entry whose value bytes are `value`.
 fn one_kv(key: &str, type_id: u32, value: &[u8]) -> Vec<u8> {
     let mut out = header(3, 0, 1);
     put_str(&mut out, key);
@@ -566,7 +603,9 @@ fn nested_arrays(depth: usize) -> Vec<u8> {
 }
 
 fn one_tensor(dims: &[u64], type_id: u32, data_len: usize) -> Vec<u8> {
-    Writer::new(3).tensor("w", dims, type_id, vec![0; data_len]).build()
+    Writer::new(3)
+        .tensor("w", dims, type_id, vec![0; data_len])
+        .build()
 }
 
 fn malformed_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
@@ -584,7 +623,7 @@ fn malformed_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     vec![
         ("empty", vec![], "header magic"),
         ("short magic", b"GG".to_vec(), "header magic"),
-        ("wrong magic", magic, "invalid magic"),
+        ("wrong magic", magic, "invalid magic bytes \"GGML\""),
         ("version 1", Writer::new(1).build(), "unsupported GGUF version 1; supported versions are 2 and 3"),
         ("version 4", Writer::new(4).build(), "unsupported GGUF version 4"),
         ("big-endian", big_endian, "big-endian GGUF is not supported"),
@@ -607,7 +646,7 @@ fn malformed_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("huge array overflow", one_kv("a", 9, &array_header(12, u64::MAX / 2)), "key 'a': array of"),
         ("huge string array", one_kv("a", 9, &array_header(8, 9)), "array of 9 STRING elements"),
         ("unknown value type", one_kv("k", 13, &[0; 4]), "key #0 'k': unknown value type id 13"),
-        ("unknown array type", one_kv("k", 9, &array_header(77, 1)), "unknown value type id 77"),
+        ("unknown array type", one_kv("k", 9, &array_header(77, 1)), "key 'k': unknown array element type id 77"),
         ("invalid bool", one_kv("b", 7, &[2]), "key 'b': invalid BOOL byte 2"),
         ("invalid bool element", one_kv("b", 9, &[&array_header(7, 2)[..], &[1, 5]].concat()), "key 'b' element 1: invalid BOOL byte 5"),
         ("deep nesting", one_kv("n", 9, &nested_arrays(40)), "nested more than 16 deep"),
@@ -622,7 +661,7 @@ fn malformed_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
         ("element count overflow", one_tensor(&[1 << 32, 1 << 32], 99, 0), "element count of dims [4294967296, 4294967296] overflows"),
         ("data size overflow", one_tensor(&[1 << 31, 1 << 31, 2], 0, 0), "tensor #0 'w': the data size of F32 dims"),
         ("row not block multiple", one_tensor(&[100], 12, 144), "row length dims[0] = 100 is not a multiple of the Q4_K block size 256"),
-        ("data past end", one_tensor(&[16], 0, 63), "tensor #0 'w': data at offset"),
+        ("data past end", one_tensor(&[16], 0, 63), "tensor #0 'w': data of 64 bytes at offset 64 (data section 64 + tensor offset 0) extends past the end of the file (127 bytes)"),
         ("offset past end", Writer::new(3).tensor("w", &[1], 0, vec![0; 4]).with_offset(1 << 20).build(), "extends past the end of the file"),
         ("offset overflow", Writer::new(3).tensor("w", &[1], 0, vec![0; 4]).with_offset(u64::MAX - 31).build(), "extends past the end"),
         ("unaligned offset", Writer::new(3).tensor("w", &[1], 0, vec![0; 4]).with_offset(4).build(), "offset 4 is not a multiple of the alignment 32"),
@@ -646,7 +685,10 @@ fn malformed_files_rejected() {
             Err(err) => {
                 assert!(matches!(err, Error::Format(_)), "{name}: {err:?}");
                 let message = err.to_string();
-                assert!(message.contains(expected), "{name}: {message:?} lacks {expected:?}");
+                assert!(
+                    message.contains(expected),
+                    "{name}: {message:?} lacks {expected:?}"
+                );
             }
         }
     }
@@ -670,7 +712,9 @@ fn overlap_names_both_tensors() {
         .tensor("b", &[8], 0, vec![0; 32])
         .with_offset(32);
     let err = parse_err(writer.build());
-    assert!(err.contains("'a'") && err.contains("'b'") && err.contains("overlap"), "{err}");
+    assert!(err.contains("'a'"), "{err}");
+    assert!(err.contains("'b'"), "{err}");
+    assert!(err.contains("overlap"), "{err}");
 }
 
 #[test]
@@ -679,7 +723,11 @@ fn truncated_prefixes_never_panic() {
         let bytes = full_writer(version).build();
         for len in 0..bytes.len() {
             let result = parse(bytes[..len].to_vec());
-            assert!(result.is_err(), "v{version}: prefix of {len} of {} bytes parsed", bytes.len());
+            assert!(
+                result.is_err(),
+                "v{version}: prefix of {len} of {} bytes parsed",
+                bytes.len()
+            );
         }
         assert!(parse(bytes).is_ok());
     }
@@ -713,7 +761,12 @@ fn exercise(file: &GgufFile) {
         let _ = file.get_i32_array(key);
     }
     for info in &file.tensors {
-        assert_eq!(file.tensor_data(info).len() as u64, info.n_bytes, "{}", info.name);
+        assert_eq!(
+            file.tensor_data(info).len() as u64,
+            info.n_bytes,
+            "{}",
+            info.name
+        );
         assert!(info.offset + info.n_bytes <= file.file_size());
         let _ = info.ggml_type();
         let _ = info.n_elements();
@@ -759,11 +812,18 @@ const SMOLLM_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 fn find_model(file_name: &str, python_lookup: &str) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TURBOKV_TEST_MODELS_DIR") {
         let path = Path::new(&dir).join(file_name);
-        assert!(path.exists(), "{} is missing (TURBOKV_TEST_MODELS_DIR is set)", path.display());
+        assert!(
+            path.exists(),
+            "{} is missing (TURBOKV_TEST_MODELS_DIR is set)",
+            path.display()
+        );
         return Some(path);
     }
 
-    let output = std::process::Command::new("python3").args(["-c", python_lookup]).output().ok()?;
+    let output = std::process::Command::new("python3")
+        .args(["-c", python_lookup])
+        .output()
+        .ok()?;
     let dir = String::from_utf8(output.stdout).ok()?;
     let path = Path::new(dir.trim()).join(file_name);
     if output.status.success() && path.exists() {
@@ -809,13 +869,37 @@ fn real_gemma3_header() {
     assert_eq!(file.alignment, 32);
     assert_eq!(file.tensors.len(), 236);
     assert_eq!(file.metadata.len(), 33);
-    assert_eq!(file.get_str("general.architecture").unwrap(), Some("gemma3"));
+    assert_eq!(
+        file.get_str("general.architecture").unwrap(),
+        Some("gemma3")
+    );
     assert_eq!(file.get_u64("gemma3.embedding_length").unwrap(), Some(640));
     assert_eq!(file.get_f32("gemma3.rope.freq_base").unwrap(), Some(1e6));
-    assert_eq!(file.get_bool("tokenizer.ggml.add_bos_token").unwrap(), Some(true));
-    assert_eq!(file.get_str_array("tokenizer.ggml.tokens").unwrap().unwrap().len(), 262_144);
-    assert_eq!(file.get_f32_array("tokenizer.ggml.scores").unwrap().unwrap().len(), 262_144);
-    assert_eq!(file.get_i32_array("tokenizer.ggml.token_type").unwrap().unwrap().len(), 262_144);
+    assert_eq!(
+        file.get_bool("tokenizer.ggml.add_bos_token").unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        file.get_str_array("tokenizer.ggml.tokens")
+            .unwrap()
+            .unwrap()
+            .len(),
+        262_144
+    );
+    assert_eq!(
+        file.get_f32_array("tokenizer.ggml.scores")
+            .unwrap()
+            .unwrap()
+            .len(),
+        262_144
+    );
+    assert_eq!(
+        file.get_i32_array("tokenizer.ggml.token_type")
+            .unwrap()
+            .unwrap()
+            .len(),
+        262_144
+    );
 
     let embd = file.tensor("token_embd.weight").unwrap();
     assert_eq!(embd.ty, Some(GgmlType::Q8_0));
@@ -853,8 +937,17 @@ fn real_smollm2_header() {
     assert_eq!(file.metadata.len(), 33);
     assert_eq!(file.get_str("general.architecture").unwrap(), Some("llama"));
     assert_eq!(file.get_str("tokenizer.ggml.pre").unwrap(), Some("smollm"));
-    assert_eq!(file.get_u64("llama.attention.head_count_kv").unwrap(), Some(3));
-    assert_eq!(file.get_str_array("tokenizer.ggml.merges").unwrap().unwrap().len(), 48_900);
+    assert_eq!(
+        file.get_u64("llama.attention.head_count_kv").unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        file.get_str_array("tokenizer.ggml.merges")
+            .unwrap()
+            .unwrap()
+            .len(),
+        48_900
+    );
 
     let embd = file.tensor("token_embd.weight").unwrap();
     assert_eq!(embd.ty, Some(GgmlType::Q8_0));

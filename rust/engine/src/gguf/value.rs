@@ -50,9 +50,9 @@ impl ValueType {
         Some(ty)
     }
 
-    /// The smallest encoding of one value: the whole value for fixed-size
-    /// types, the u64 length for a string, the element type and count for an
-    /// array.
+    /// Returns the size of the smallest encoding of one value: the whole
+    /// value for fixed-size types, the u64 length for a string, the element
+    /// type and count for an array.
     pub(crate) fn min_size(self) -> u64 {
         match self {
             ValueType::U8 | ValueType::I8 | ValueType::Bool => 1,
@@ -64,7 +64,7 @@ impl ValueType {
         }
     }
 
-    /// The name used in the GGUF specification, for example `UINT32`.
+    /// Returns the name used in the GGUF specification, for example `UINT32`.
     pub(crate) fn name(self) -> &'static str {
         match self {
             ValueType::U8 => "UINT8",
@@ -85,7 +85,7 @@ impl ValueType {
 }
 
 impl Value {
-    /// The GGUF type name, for example `UINT32` or `ARRAY[STRING]`.
+    /// Returns the GGUF type name, for example `UINT32` or `ARRAY[STRING]`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::U8(_) => "UINT8",
@@ -106,7 +106,7 @@ impl Value {
 }
 
 impl Array {
-    /// The GGUF type name, for example `ARRAY[INT32]`.
+    /// Returns the GGUF type name, for example `ARRAY[INT32]`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Array::U8(_) => "ARRAY[UINT8]",
@@ -149,13 +149,18 @@ impl Array {
     }
 }
 
-/// Reads a value type id; `field` names the key for the error.
-pub(crate) fn read_value_type(cur: &mut Cursor, field: &dyn Fn() -> String) -> Result<ValueType> {
+/// Reads a value type id. For the error, `field` names the key and `role`
+/// is "value type" or "array element type".
+pub(crate) fn read_value_type(
+    cur: &mut Cursor,
+    field: &dyn Fn() -> String,
+    role: &str,
+) -> Result<ValueType> {
     let offset = cur.pos();
-    let id = cur.u32(|| format!("{} (value type)", field()))?;
+    let id = cur.u32(|| format!("{} ({role})", field()))?;
     ValueType::from_id(id).ok_or_else(|| {
         Error::Format(format!(
-            "{}: unknown value type id {id} at offset {offset} (valid ids are 0 to 12)",
+            "{}: unknown {role} id {id} at offset {offset} (valid ids are 0 to 12)",
             field()
         ))
     })
@@ -208,7 +213,7 @@ fn read_array(cur: &mut Cursor, key: &str, depth: usize) -> Result<Array> {
         )));
     }
 
-    let elem_ty = read_value_type(cur, &|| format!("{} (array element type)", field()))?;
+    let elem_ty = read_value_type(cur, &field, "array element type")?;
     let count = cur.u64(|| format!("{} (array length)", field()))?;
     check_array_fits(cur, key, elem_ty, count)?;
 
@@ -258,7 +263,7 @@ fn check_array_fits(cur: &Cursor, key: &str, elem_ty: ValueType, count: u64) -> 
     }
     Err(Error::Format(format!(
         "key '{key}': array of {count} {} elements needs at least {count} x {} bytes, \
-         but only {remaining} bytes remain after offset {}; the length is corrupt or \
+         but only {remaining} bytes remain from offset {}; the length is corrupt or \
          the file is truncated",
         elem_ty.name(),
         elem_ty.min_size(),
@@ -291,7 +296,9 @@ fn read_bools(cur: &mut Cursor, count: usize, key: &str) -> Result<Vec<bool>> {
     let bytes = cur.take(count as u64, || format!("key '{key}' (array data)"))?;
     let mut values = Vec::with_capacity(count);
     for (i, &byte) in bytes.iter().enumerate() {
-        values.push(decode_bool(byte, start + i, &|| format!("key '{key}' element {i}"))?);
+        values.push(decode_bool(byte, start + i, &|| {
+            format!("key '{key}' element {i}")
+        })?);
     }
     Ok(values)
 }
