@@ -2,12 +2,54 @@
 
 /// Converts an IEEE binary16 value to f32 (exact).
 pub fn f16_to_f32(h: u16) -> f32 {
-    todo!()
+    let sign = ((h as u32) & 0x8000) << 16;
+    let exponent = ((h >> 10) & 0x1f) as u32;
+    let mantissa = (h & 0x3ff) as u32;
+    if exponent == 0 {
+        // Zero or subnormal: the value is mantissa * 2^-24, exact in f32.
+        let magnitude = mantissa as f32 * (1.0 / 16_777_216.0);
+        return f32::from_bits(sign | magnitude.to_bits());
+    }
+    if exponent == 31 {
+        return f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13));
+    }
+    f32::from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13))
 }
 
 /// Converts f32 to IEEE binary16 with round-to-nearest-even.
 pub fn f32_to_f16(x: f32) -> u16 {
-    todo!()
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exponent = ((bits >> 23) & 0xff) as i32;
+    let mantissa = bits & 0x7f_ffff;
+    if exponent == 255 {
+        // Infinity stays infinity; NaN stays a quiet NaN with the top payload bits.
+        let nan_bits = if mantissa != 0 { 0x200 | (mantissa >> 13) as u16 } else { 0 };
+        return sign | 0x7c00 | nan_bits;
+    }
+    let half_exponent = exponent - 127 + 15;
+    if half_exponent >= 31 {
+        return sign | 0x7c00;
+    }
+    if half_exponent >= 1 {
+        // Normal: drop 13 mantissa bits, rounding to nearest even. A carry
+        // out of the mantissa correctly bumps the exponent (up to infinity).
+        let half = ((half_exponent as u32) << 10) | (mantissa >> 13);
+        let rest = mantissa & 0x1fff;
+        let round_up = rest > 0x1000 || (rest == 0x1000 && half & 1 == 1);
+        return sign | (half + round_up as u32) as u16;
+    }
+    // Subnormal or zero: the result counts units of 2^-24.
+    let shift = (126 - exponent) as u32;
+    if shift > 24 {
+        return sign;
+    }
+    let significand = mantissa | 0x80_0000;
+    let half = significand >> shift;
+    let rest = significand & ((1 << shift) - 1);
+    let halfway = 1 << (shift - 1);
+    let round_up = rest > halfway || (rest == halfway && half & 1 == 1);
+    sign | (half + round_up as u32) as u16
 }
 
 /// Converts a bfloat16 value to f32 (exact).

@@ -5,6 +5,19 @@
 //! quantized to 8-bit blocks ([`GgmlType::vec_dot_type`]), as llama.cpp's
 //! CPU backend does, so integer dot products can be used.
 
+mod blocks;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(test)]
+mod tests;
+
+pub use blocks::*;
+
+use crate::simd::{self, Isa};
+
 /// A GGML tensor type, numbered as in the GGUF file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GgmlType {
@@ -26,27 +39,28 @@ pub enum GgmlType {
 }
 
 impl GgmlType {
+    /// Every supported type, in GGUF id order.
+    pub const ALL: [GgmlType; 15] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q8_1,
+        GgmlType::Q2K,
+        GgmlType::Q3K,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+        GgmlType::Q8K,
+        GgmlType::BF16,
+    ];
+
     /// Maps a GGUF type id to a type this crate supports.
     pub fn from_id(id: u32) -> Option<GgmlType> {
-        let ty = match id {
-            0 => GgmlType::F32,
-            1 => GgmlType::F16,
-            2 => GgmlType::Q4_0,
-            3 => GgmlType::Q4_1,
-            6 => GgmlType::Q5_0,
-            7 => GgmlType::Q5_1,
-            8 => GgmlType::Q8_0,
-            9 => GgmlType::Q8_1,
-            10 => GgmlType::Q2K,
-            11 => GgmlType::Q3K,
-            12 => GgmlType::Q4K,
-            13 => GgmlType::Q5K,
-            14 => GgmlType::Q6K,
-            15 => GgmlType::Q8K,
-            30 => GgmlType::BF16,
-            _ => return None,
-        };
-        Some(ty)
+        GgmlType::ALL.iter().copied().find(|ty| ty.id() == id)
     }
 
     /// The GGUF type id.
@@ -91,42 +105,40 @@ impl GgmlType {
         }
     }
 
+    /// Maps a GGML name such as `"Q4_K"` (case-insensitive) to its type.
+    pub fn from_name(name: &str) -> Option<GgmlType> {
+        GgmlType::ALL.iter().copied().find(|ty| ty.name().eq_ignore_ascii_case(name))
+    }
+
     /// Elements per block (1 for F32, F16 and BF16).
     pub fn block_size(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0
-            | GgmlType::Q4_1
-            | GgmlType::Q5_0
-            | GgmlType::Q5_1
-            | GgmlType::Q8_0
-            | GgmlType::Q8_1 => 32,
-            GgmlType::Q2K
-            | GgmlType::Q3K
-            | GgmlType::Q4K
-            | GgmlType::Q5K
-            | GgmlType::Q6K
-            | GgmlType::Q8K => 256,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 => QK,
+            GgmlType::Q8_0 | GgmlType::Q8_1 => QK,
+            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K => QK_K,
+            GgmlType::Q6K | GgmlType::Q8K => QK_K,
         }
     }
 
     /// Bytes per block.
     pub fn type_size(self) -> usize {
+        use std::mem::size_of;
         match self {
             GgmlType::F32 => 4,
             GgmlType::F16 | GgmlType::BF16 => 2,
-            GgmlType::Q4_0 => 18,
-            GgmlType::Q4_1 => 20,
-            GgmlType::Q5_0 => 22,
-            GgmlType::Q5_1 => 24,
-            GgmlType::Q8_0 => 34,
-            GgmlType::Q8_1 => 36,
-            GgmlType::Q2K => 84,
-            GgmlType::Q3K => 110,
-            GgmlType::Q4K => 144,
-            GgmlType::Q5K => 176,
-            GgmlType::Q6K => 210,
-            GgmlType::Q8K => 292,
+            GgmlType::Q4_0 => size_of::<BlockQ4_0>(),
+            GgmlType::Q4_1 => size_of::<BlockQ4_1>(),
+            GgmlType::Q5_0 => size_of::<BlockQ5_0>(),
+            GgmlType::Q5_1 => size_of::<BlockQ5_1>(),
+            GgmlType::Q8_0 => size_of::<BlockQ8_0>(),
+            GgmlType::Q8_1 => size_of::<BlockQ8_1>(),
+            GgmlType::Q2K => size_of::<BlockQ2K>(),
+            GgmlType::Q3K => size_of::<BlockQ3K>(),
+            GgmlType::Q4K => size_of::<BlockQ4K>(),
+            GgmlType::Q5K => size_of::<BlockQ5K>(),
+            GgmlType::Q6K => size_of::<BlockQ6K>(),
+            GgmlType::Q8K => size_of::<BlockQ8K>(),
         }
     }
 
@@ -143,17 +155,17 @@ impl GgmlType {
     /// The encoding activations are converted to before a dot product with a
     /// weight row of this type: F32 for float weights, Q8_0/Q8_1/Q8_K for
     /// quantized weights, matching llama.cpp's CPU backend.
+    ///
+    /// F16 and BF16 weights take F32 activations here, unlike ggml, which
+    /// rounds the activations to F16 or BF16 first; our float dots are
+    /// therefore slightly more precise than llama.cpp's.
     pub fn vec_dot_type(self) -> GgmlType {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => GgmlType::F32,
             GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => GgmlType::Q8_0,
             GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q8_1 => GgmlType::Q8_1,
-            GgmlType::Q2K
-            | GgmlType::Q3K
-            | GgmlType::Q4K
-            | GgmlType::Q5K
-            | GgmlType::Q6K
-            | GgmlType::Q8K => GgmlType::Q8K,
+            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K => GgmlType::Q8K,
+            GgmlType::Q5K | GgmlType::Q6K | GgmlType::Q8K => GgmlType::Q8K,
         }
     }
 }
@@ -162,13 +174,58 @@ impl GgmlType {
 ///
 /// Panics if the lengths do not match; callers validate shapes first.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
-    todo!()
+    let expected = ty.row_bytes(dst.len());
+    assert!(
+        expected == Some(src.len()),
+        "dequantize_row: {} elements of {} need {:?} bytes, got {}",
+        dst.len(),
+        ty.name(),
+        expected,
+        src.len()
+    );
+
+    match ty {
+        GgmlType::F32 => scalar::dequantize_f32(src, dst),
+        GgmlType::F16 => scalar::dequantize_f16(src, dst),
+        GgmlType::BF16 => scalar::dequantize_bf16(src, dst),
+        GgmlType::Q4_0 => scalar::dequantize_q4_0(as_blocks(src), dst),
+        GgmlType::Q4_1 => scalar::dequantize_q4_1(as_blocks(src), dst),
+        GgmlType::Q5_0 => scalar::dequantize_q5_0(as_blocks(src), dst),
+        GgmlType::Q5_1 => scalar::dequantize_q5_1(as_blocks(src), dst),
+        GgmlType::Q8_0 => scalar::dequantize_q8_0(as_blocks(src), dst),
+        GgmlType::Q8_1 => scalar::dequantize_q8_1(as_blocks(src), dst),
+        GgmlType::Q2K => scalar::dequantize_q2_k(as_blocks(src), dst),
+        GgmlType::Q3K => scalar::dequantize_q3_k(as_blocks(src), dst),
+        GgmlType::Q4K => scalar::dequantize_q4_k(as_blocks(src), dst),
+        GgmlType::Q5K => scalar::dequantize_q5_k(as_blocks(src), dst),
+        GgmlType::Q6K => scalar::dequantize_q6_k(as_blocks(src), dst),
+        GgmlType::Q8K => scalar::dequantize_q8_k(as_blocks(src), dst),
+    }
 }
 
 /// Quantizes activations `src` into `dst` in the 8-bit encoding `ty`
 /// (Q8_0, Q8_1 or Q8_K). `dst.len()` must be `ty.row_bytes(src.len())`.
+///
+/// The results are bit-exact with ggml's `quantize_row_q8_0_ref`,
+/// `quantize_row_q8_1_ref` and `quantize_row_q8_K_ref`. Panics on another
+/// `ty` or on mismatched lengths.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
-    todo!()
+    let expected = ty.row_bytes(src.len());
+    assert!(
+        expected == Some(dst.len()),
+        "quantize_row: {} elements of {} need {:?} bytes, got {}",
+        src.len(),
+        ty.name(),
+        expected,
+        dst.len()
+    );
+
+    match ty {
+        GgmlType::Q8_0 => scalar::quantize_q8_0(src, as_blocks_mut(dst)),
+        GgmlType::Q8_1 => scalar::quantize_q8_1(src, as_blocks_mut(dst)),
+        GgmlType::Q8K => scalar::quantize_q8_k(src, as_blocks_mut(dst)),
+        _ => panic!("quantize_row: {} is not an activation encoding (use Q8_0, Q8_1 or Q8_K)", ty.name()),
+    }
 }
 
 /// Dot product of one weight row of type `ty` with `n` activations.
@@ -176,5 +233,68 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
 /// `act` is the activation row encoded as `ty.vec_dot_type()`; for float
 /// weights it is the f32 activations' little-endian bytes.
 pub fn vec_dot(ty: GgmlType, n: usize, weight: &[u8], act: &[u8]) -> f32 {
-    todo!()
+    vec_dot_with(simd::active(), ty, n, weight, act)
+}
+
+/// [`vec_dot`] on a chosen instruction set, for tests and benchmarks.
+///
+/// Quantized activations must come from [`quantize_row`]: the AVX2 path
+/// relies on their quants lying in -127..=127. Panics if this CPU cannot run
+/// `isa` or if the lengths do not match `n`.
+pub fn vec_dot_with(isa: Isa, ty: GgmlType, n: usize, weight: &[u8], act: &[u8]) -> f32 {
+    check_dot_lengths(ty, n, weight, act);
+    assert!(isa.is_supported(), "vec_dot: the {} instruction set is not available on this CPU", isa.name());
+
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `is_supported` checked AVX2 and FMA above.
+        Isa::Avx2 => unsafe { avx2::vec_dot(ty, n, weight, act) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::vec_dot(ty, n, weight, act),
+        _ => vec_dot_scalar(ty, n, weight, act),
+    }
+}
+
+fn check_dot_lengths(ty: GgmlType, n: usize, weight: &[u8], act: &[u8]) {
+    let weight_bytes = ty.row_bytes(n);
+    assert!(
+        weight_bytes == Some(weight.len()),
+        "vec_dot: {} weights of {} need {:?} bytes, got {}",
+        n,
+        ty.name(),
+        weight_bytes,
+        weight.len()
+    );
+    let act_type = ty.vec_dot_type();
+    let act_bytes = act_type.row_bytes(n);
+    assert!(
+        act_bytes == Some(act.len()),
+        "vec_dot: {} activations of {} need {:?} bytes, got {}",
+        n,
+        act_type.name(),
+        act_bytes,
+        act.len()
+    );
+}
+
+fn vec_dot_scalar(ty: GgmlType, n: usize, weight: &[u8], act: &[u8]) -> f32 {
+    let w = weight;
+    let a = act;
+    match ty {
+        GgmlType::F32 => scalar::dot_f32(n, w, a),
+        GgmlType::F16 => scalar::dot_f16(n, w, a),
+        GgmlType::BF16 => scalar::dot_bf16(n, w, a),
+        GgmlType::Q4_0 => scalar::dot_q4_0(as_blocks(w), as_blocks(a)),
+        GgmlType::Q4_1 => scalar::dot_q4_1(as_blocks(w), as_blocks(a)),
+        GgmlType::Q5_0 => scalar::dot_q5_0(as_blocks(w), as_blocks(a)),
+        GgmlType::Q5_1 => scalar::dot_q5_1(as_blocks(w), as_blocks(a)),
+        GgmlType::Q8_0 => scalar::dot_q8_0(as_blocks(w), as_blocks(a)),
+        GgmlType::Q8_1 => scalar::dot_q8_1(as_blocks(w), as_blocks(a)),
+        GgmlType::Q2K => scalar::dot_q2_k(as_blocks(w), as_blocks(a)),
+        GgmlType::Q3K => scalar::dot_q3_k(as_blocks(w), as_blocks(a)),
+        GgmlType::Q4K => scalar::dot_q4_k(as_blocks(w), as_blocks(a)),
+        GgmlType::Q5K => scalar::dot_q5_k(as_blocks(w), as_blocks(a)),
+        GgmlType::Q6K => scalar::dot_q6_k(as_blocks(w), as_blocks(a)),
+        GgmlType::Q8K => scalar::dot_q8_k(as_blocks(w), as_blocks(a)),
+    }
 }
