@@ -7,6 +7,8 @@
 //! coordinates follow. Attention works in the rotated space: see
 //! [`score`] and [`accumulate`].
 
+pub(crate) mod prng;
+
 /// Bits per coordinate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TurboBits {
