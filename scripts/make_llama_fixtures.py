@@ -155,7 +155,7 @@ def oracle_info(llm: llama_cpp.Llama, model_path: Path) -> dict:
 
 
 def tokenize(llm: llama_cpp.Llama, text: str) -> list:
-    # add_bos=True asks for the vocabulary's special prefix: llama.cpp adds BOS
+    # add_bos=True requests the vocabulary's special prefix: llama.cpp adds BOS
     # only when the GGUF says so (Gemma 3 does, SmolLM2 does not).
     return llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
 
