@@ -1,19 +1,19 @@
 //! IEEE half precision and bfloat16 conversions.
 
 /// Converts an IEEE binary16 value to f32 (exact).
+///
+/// Branch-free: the magnitude bits moved into f32 position and scaled by
+/// 2^112 give every finite value, subnormals included; infinities and NaNs
+/// get the f32 all-ones exponent instead.
+#[inline]
 pub fn f16_to_f32(h: u16) -> f32 {
     let sign = ((h as u32) & 0x8000) << 16;
-    let exponent = ((h >> 10) & 0x1f) as u32;
-    let mantissa = (h & 0x3ff) as u32;
-    if exponent == 0 {
-        // Zero or subnormal: the value is mantissa * 2^-24, exact in f32.
-        let magnitude = mantissa as f32 * (1.0 / 16_777_216.0);
-        return f32::from_bits(sign | magnitude.to_bits());
-    }
-    if exponent == 31 {
-        return f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13));
-    }
-    f32::from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13))
+    let magnitude = (h as u32) & 0x7fff;
+    let shifted = magnitude << 13;
+    let finite = (f32::from_bits(shifted) * f32::from_bits(0x7780_0000)).to_bits();
+    let special = shifted | 0x7f80_0000;
+    let bits = if magnitude >= 0x7c00 { special } else { finite };
+    f32::from_bits(sign | bits)
 }
 
 /// Converts f32 to IEEE binary16 with round-to-nearest-even.
