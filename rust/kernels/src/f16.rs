@@ -3,7 +3,7 @@
 /// Converts an IEEE binary16 value to f32 (exact).
 ///
 /// Branch-free: the magnitude bits moved into f32 position and scaled by
-/// 2^112 give every finite value, subnormals included; infinities and NaNs
+/// 2^112 give every finite value, subnormals included. Infinities and NaNs
 /// get the f32 all-ones exponent instead.
 #[inline]
 pub fn f16_to_f32(h: u16) -> f32 {
