@@ -175,9 +175,10 @@ unsafe fn dot_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
     dot_floats!(n, a, |i| _mm256_loadu_ps(wp.add(i)), |i| std::ptr::read_unaligned(wp.add(i)))
 }
 
-/// Converts 8 binary16 values exactly without F16C (not a stable target
-/// feature on rustc 1.63): shift the bits into f32 position and scale by
-/// 2^112, which also normalizes subnormals; infinities and NaNs are patched.
+/// Converts 8 binary16 values exactly without F16C, which is not a stable
+/// target feature on rustc 1.63. The bits are shifted into f32 position and
+/// scaled by 2^112, which also normalizes subnormals. Infinities and NaNs
+/// get the all-ones exponent instead.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn f16x8_to_f32(p: *const u8) -> __m256 {
@@ -342,7 +343,7 @@ unsafe fn dot_q3_k(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
     hsum_ps(acc)
 }
 
-/// Shared by Q4_K and Q5_K: `values[g]` holds the 32 unsigned quants of
+/// Shared by Q4_K and Q5_K: `values[g]` contains the 32 unsigned quants of
 /// group `g`. Returns the scaled quant sums (8 lanes) and the min term.
 #[inline]
 #[target_feature(enable = "avx2,fma")]

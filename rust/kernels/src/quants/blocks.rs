@@ -125,7 +125,7 @@ pub struct BlockQ8_1 {
 }
 check_layout!(BlockQ8_1, 36);
 
-/// Q2_K: 16 groups of 16. `scales[g]` holds a 4-bit scale (low nibble) and a
+/// Q2_K: 16 groups of 16. `scales[g]` contains a 4-bit scale (low nibble) and a
 /// 4-bit min (high nibble): `x = d * scale * q - dmin * min`, `q` in 0..4.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -138,8 +138,8 @@ pub struct BlockQ2K {
 check_layout!(BlockQ2K, 84);
 
 /// Q3_K: 16 groups of 16 with 6-bit scales (stored +32) packed into 12
-/// bytes; `x = d * (scale - 32) * (q - 4 * !hbit)` with 2-bit `q` in `qs`
-/// and its high bit in `hmask`.
+/// bytes. `x = d * (scale - 32) * (q - 4 * !hbit)`, where the 2-bit `q` is
+/// in `qs` and its high bit in `hmask`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct BlockQ3K {
@@ -150,7 +150,7 @@ pub struct BlockQ3K {
 }
 check_layout!(BlockQ3K, 110);
 
-/// Q4_K: 8 groups of 32 with 6-bit scales and mins packed into 12 bytes;
+/// Q4_K: 8 groups of 32 with 6-bit scales and mins packed into 12 bytes.
 /// `x = d * scale * q - dmin * min`, `q` in 0..16.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -174,8 +174,8 @@ pub struct BlockQ5K {
 }
 check_layout!(BlockQ5K, 176);
 
-/// Q6_K: 16 groups of 16 with signed 8-bit scales; `x = d * scale * (q - 32)`
-/// with the low 4 bits of `q` in `ql` and the high 2 bits in `qh`.
+/// Q6_K: 16 groups of 16 with signed 8-bit scales. `x = d * scale * (q - 32)`,
+/// where the low 4 bits of `q` are in `ql` and the high 2 bits in `qh`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct BlockQ6K {
@@ -307,8 +307,8 @@ impl BlockQ3K {
 
 /// Unpacks the 8 six-bit scales and the 8 six-bit mins of Q4_K and Q5_K.
 ///
-/// Groups 0..4 use the low 6 bits of bytes 0..4 (scales) and 4..8 (mins);
-/// groups 4..8 take their low 4 bits from a nibble of bytes 8..12 and their
+/// Groups 0..4 use the low 6 bits of bytes 0..4 (scales) and 4..8 (mins).
+/// Groups 4..8 take their low 4 bits from a nibble of bytes 8..12 and their
 /// high 2 bits from the top of bytes 0..8.
 pub fn k4_scales_mins(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let mut scales = [0u8; 8];

@@ -145,7 +145,8 @@ unsafe fn dot_bf16(n: usize, w: &[u8], a: &[u8]) -> f32 {
 
 // ------------------------------------------------------------ legacy quants
 
-/// The low and high nibbles of 16 bytes (elements 0..16 and 16..32).
+/// Splits 16 bytes into their low nibbles (elements 0..16) and high
+/// nibbles (elements 16..32).
 #[inline]
 unsafe fn nibbles(p: *const u8) -> (uint8x16_t, uint8x16_t) {
     let bytes = vld1q_u8(p);
@@ -183,8 +184,8 @@ unsafe fn dot_q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     vaddvq_f32(acc) + offsets
 }
 
-/// The unsigned 5-bit quants of a Q5_0 or Q5_1 block (elements 0..16 and
-/// 16..32).
+/// Unpacks the unsigned 5-bit quants of a Q5_0 or Q5_1 block (elements
+/// 0..16 and 16..32).
 #[inline]
 unsafe fn unpack_q5(qs: &[u8; QK / 2], qh: u32) -> (uint8x16_t, uint8x16_t) {
     let (low, high) = nibbles(qs.as_ptr());
@@ -292,7 +293,7 @@ unsafe fn dot_q3_k(w: &[BlockQ3K], a: &[BlockQ8K]) -> f32 {
     sum
 }
 
-/// Shared by Q4_K and Q5_K: `values[g]` holds the 32 unsigned quants of
+/// Shared by Q4_K and Q5_K: `values[g]` contains the 32 unsigned quants of
 /// group `g` as two vectors.
 #[inline]
 unsafe fn dot_k4(x_scales: &[u8; 12], d: f32, dmin: f32, y: &BlockQ8K, values: &[[uint8x16_t; 2]; 8]) -> f32 {

@@ -51,7 +51,7 @@ pub fn dequantize_q4_1(src: &[BlockQ4_1], dst: &mut [f32]) {
     }
 }
 
-/// The 5-bit values of a Q5_0 or Q5_1 block, in element order.
+/// Unpacks the 5-bit values of a Q5_0 or Q5_1 block, in element order.
 fn unpack_q5(qs: &[u8; QK / 2], qh: u32) -> [u8; QK] {
     let mut q = [0u8; QK];
     for j in 0..QK / 2 {
@@ -103,7 +103,7 @@ pub fn dequantize_q8_1(src: &[BlockQ8_1], dst: &mut [f32]) {
 }
 
 /// Q2_K element order: two halves of 128, each reading the 32 bytes of its
-/// `qs` four times (bits 0-1, 2-3, 4-5, 6-7); each pass is two groups of 16.
+/// `qs` four times (bits 0-1, 2-3, 4-5, 6-7). Each pass is two groups of 16.
 pub fn dequantize_q2_k(src: &[BlockQ2K], dst: &mut [f32]) {
     for (block, out) in src.iter().zip(dst.chunks_exact_mut(QK_K)) {
         let d = block.d();
@@ -186,7 +186,7 @@ pub fn dequantize_q5_k(src: &[BlockQ5K], dst: &mut [f32]) {
     }
 }
 
-/// The 6-bit value of element `e` (0..256) of a Q6_K block, minus 32.
+/// Returns the 6-bit value of element `e` (0..256) of a Q6_K block, minus 32.
 ///
 /// Each half of 128 has 64 bytes of `ql` and 32 of `qh`. Within a half,
 /// element `32k + l` takes its low nibble from `ql[l + 32 * (k % 2)]` (low
