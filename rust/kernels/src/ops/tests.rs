@@ -91,14 +91,14 @@ fn to_f16(x: &[f32]) -> Vec<u16> {
 }
 
 /// Asserts `|got - want| <= rel * |want| + abs` element by element.
-fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
-    assert_eq!(got.len(), want.len(), "{}: length", what);
+fn assert_close(label: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
+    assert_eq!(got.len(), want.len(), "{}: length", label);
     for i in 0..got.len() {
         let tol = rel * want[i].abs() + abs;
         assert!(
             (got[i] - want[i]).abs() <= tol,
             "{}: element {} is {} but the reference is {} (tolerance {})",
-            what,
+            label,
             i,
             got[i],
             want[i],
@@ -310,7 +310,8 @@ fn exp_poly_accuracy() {
         assert_eq!(edges[0], 0.0, "{} exp(-1000)", k.name);
         assert_eq!(edges[1], 0.0, "{} exp(-88) flushes to 0", k.name);
         assert_eq!(edges[2], 1.0, "{} exp(0)", k.name);
-        assert!(edges[3].is_finite() && edges[3] > 1.6e38, "{} exp(88) = {}", k.name, edges[3]);
+        assert!(edges[3].is_finite(), "{} exp(88) = {}", k.name, edges[3]);
+        assert!(edges[3] > 1.6e38, "{} exp(88) = {}", k.name, edges[3]);
         assert_eq!(edges[4], edges[3], "{} exp saturates above 88", k.name);
     }
 }

@@ -1,9 +1,9 @@
 //! AVX2+FMA TurboQuant kernels for blocks whose length is a multiple of 8.
 //!
-//! Codes of 8 consecutive coordinates sit in at most 32 bits of the packed
-//! stream (24 for 3 bits, 32 for 4 bits, 32 + 8 for 5 bits), so one
-//! broadcast load and a per-lane variable shift (`vpsrlvd`) unpack them
-//! into 8 i32 lanes without shuffles. Centroids are then gathered from
+//! The codes of 8 consecutive coordinates lie in one 32-bit word of each
+//! packed stream (24 bits for 3 bits, 32 for 4 bits, 32 + 8 for 5 bits).
+//! One broadcast load and a per-lane variable shift (`vpsrlvd`) therefore
+//! unpack them into 8 i32 lanes without shuffles. Centroids are then gathered from
 //! registers with `vpermps` (`_mm256_permutevar8x32_ps`, 8 entries per
 //! register), blending on the code's upper bits for 16 and 32 entries.
 
@@ -65,8 +65,8 @@ unsafe fn codes8<const BITS: u32>(block: *const u8, len: usize, g: usize) -> __m
 }
 
 /// Gathers `centroids[code]` for 8 codes. `vpermps` reads the low 3 bits of
-/// each lane; `vblendvps` selects on the sign bit, where a shift puts code
-/// bit 3 (and bit 4) first.
+/// each lane. `vblendvps` selects on the sign bit, so a shift first moves
+/// code bit 3 (or bit 4) there.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn lookup<const BITS: u32>(t: &Tables, c: __m256i) -> __m256 {
@@ -100,8 +100,8 @@ unsafe fn reduce8(v: __m256) -> f32 {
     hsum(v)
 }
 
-/// The FWHT butterflies on `v` (8 lanes per register, groups in order),
-/// in the stage order of `rotation::fwht`.
+/// Applies the FWHT butterflies to `v` (8 lanes per register, groups in
+/// order), in the stage order of `rotation::fwht`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn fwht(v: &mut [__m256]) {
@@ -179,7 +179,7 @@ pub unsafe fn rotate_inverse(x: &mut [f32]) {
 
 /// # Safety
 /// AVX2 and FMA are available; `x.len()` is a power of two in 8..=128 and
-/// `out` holds `block_bytes(bits, x.len())` bytes.
+/// `out` has at least `block_bytes(bits, x.len())` bytes.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn quantize_block(bits: TurboBits, x: &[f32], out: &mut [u8]) {
     match bits {
@@ -331,9 +331,9 @@ pub unsafe fn accumulate_many(bits: TurboBits, acc: &mut [f32], weights: &[f32],
 /// the second pass over a tile (for 16 groups) hits L1.
 const TILE: usize = 128;
 
-/// Streams tiles of positions past `G` groups of the accumulator held in
-/// registers; groups left over when `G` does not divide the count are done
-/// one at a time.
+/// Streams tiles of positions past `G` groups of the accumulator, which
+/// stay in registers. When `G` does not divide the group count, the
+/// leftover groups are done one at a time.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn accumulate_impl<const BITS: u32, const G: usize>(
     bits: TurboBits,

@@ -1,10 +1,10 @@
 //! TurboQuant KV-cache blocks.
 //!
 //! A block of up to 128 elements of one KV head's vector is multiplied by a
-//! pseudo-random ±1 diagonal, rotated by the orthonormal fast Walsh-Hadamard
-//! transform and quantized coordinate by coordinate against the Lloyd-Max
-//! codebook of the Gaussian that rotated coordinates follow: for a vector of
-//! norm `r` and length `d`, rotated coordinates are close to N(0, r^2 / d).
+//! pseudo-random ±1 diagonal and rotated by the orthonormal fast
+//! Walsh-Hadamard transform. For a vector of norm `r` and length `d`, the
+//! rotated coordinates are close to N(0, r^2 / d), so each is quantized
+//! against the Lloyd-Max codebook of that Gaussian.
 //! Attention works in the rotated space: see [`score`] and [`accumulate`].
 //!
 //! # Block layout
@@ -78,10 +78,12 @@ impl TurboBits {
     }
 }
 
-/// How a block's scale is chosen; [`SCALE_RULE`] is the one in use.
+/// The rule that sets a block's scale; [`SCALE_RULE`] is the one in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ScaleRule {
-    /// `|y| / sqrt(d)`: the norm, with the codebook's `1 / sqrt(d)`.
+    /// `|y| / sqrt(d)`: the norm, with the codebook's `1 / sqrt(d)`. Only
+    /// `scale_rule_comparison` selects it.
+    #[allow(dead_code)]
     Norm,
     /// `<y, c> / <c, c>`: minimizes `|y - scale * c|` for the chosen codes.
     LeastSquares,

@@ -105,7 +105,7 @@ unsafe fn reduce8(lo: float32x4_t, hi: float32x4_t) -> f32 {
     vget_lane_f32::<0>(u) + vget_lane_f32::<1>(u)
 }
 
-/// The FWHT butterflies on 4-lane vectors, in the stage order of
+/// Applies the FWHT butterflies to 4-lane vectors, in the stage order of
 /// `rotation::fwht`.
 #[inline(always)]
 unsafe fn fwht(v: &mut [float32x4_t]) {
@@ -178,7 +178,7 @@ pub unsafe fn rotate_inverse(x: &mut [f32]) {
 }
 
 /// # Safety
-/// `x.len()` is a power of two in 8..=128 and `out` holds
+/// `x.len()` is a power of two in 8..=128 and `out` has at least
 /// `block_bytes(bits, x.len())` bytes.
 pub unsafe fn quantize_block(bits: TurboBits, x: &[f32], out: &mut [u8]) {
     match bits {

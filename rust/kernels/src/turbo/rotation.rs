@@ -25,7 +25,7 @@ const fn sign_masks() -> [u32; MAX_BLOCK] {
     masks
 }
 
-/// The sign diagonal as ±1.0 (first `MAX_BLOCK` entries).
+/// Returns the sign diagonal as ±1.0 (all `MAX_BLOCK` entries).
 pub fn signs() -> [f32; MAX_BLOCK] {
     let mut s = [1f32; MAX_BLOCK];
     for (v, &m) in s.iter_mut().zip(SIGN_MASKS.iter()) {
