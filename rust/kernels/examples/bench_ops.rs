@@ -81,7 +81,11 @@ fn main() {
     let mut b = Bench { best, sink: 0.0 };
     println!("SIMD path: {}", best.name());
     println!();
-    println!("| kernel | size | scalar ns/call | {} ns/call | scalar Melem/s | {} Melem/s | speedup |", best.name(), best.name());
+    println!(
+        "| kernel | size | scalar ns/call | {} ns/call | scalar Melem/s | {} Melem/s | speedup |",
+        best.name(),
+        best.name()
+    );
     println!("|---|---|---|---|---|---|---|");
 
     bench_ops(&mut b);
@@ -194,15 +198,28 @@ fn bench_turbo(b: &mut Bench) {
         });
         let q = inputs(d, 11);
         let mut scores = vec![0f32; positions];
-        b.row(&label("score_many"), "4096 x 128", positions * d, &mut || {
-            turbo::score_many(bits, &q, &blocks, bytes, positions, &mut scores);
-            scores[7]
-        });
-        let weights: Vec<f32> = inputs(positions, 12).iter().map(|w| w.abs() / positions as f32).collect();
+        b.row(
+            &label("score_many"),
+            "4096 x 128",
+            positions * d,
+            &mut || {
+                turbo::score_many(bits, &q, &blocks, bytes, positions, &mut scores);
+                scores[7]
+            },
+        );
+        let weights: Vec<f32> = inputs(positions, 12)
+            .iter()
+            .map(|w| w.abs() / positions as f32)
+            .collect();
         let mut acc = vec![0f32; d];
-        b.row(&label("accumulate_many"), "4096 x 128", positions * d, &mut || {
-            turbo::accumulate_many(bits, &mut acc, &weights, &blocks, bytes);
-            acc[9]
-        });
+        b.row(
+            &label("accumulate_many"),
+            "4096 x 128",
+            positions * d,
+            &mut || {
+                turbo::accumulate_many(bits, &mut acc, &weights, &blocks, bytes);
+                acc[9]
+            },
+        );
     }
 }

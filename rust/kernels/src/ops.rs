@@ -25,7 +25,13 @@ fn f16c() -> bool {
 }
 
 fn check_len(op: &str, a: usize, b: usize) {
-    assert!(a == b, "{}: operands have {} and {} elements; they must be equal", op, a, b);
+    assert!(
+        a == b,
+        "{}: operands have {} and {} elements; they must be equal",
+        op,
+        a,
+        b
+    );
 }
 
 /// Returns the dot product of `a` and `b` (same length).

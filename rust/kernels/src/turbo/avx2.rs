@@ -28,14 +28,22 @@ unsafe fn read_u32(p: *const u8) -> u32 {
 }
 
 unsafe fn block_scale(block: *const u8, scale_at: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([*block.add(scale_at), *block.add(scale_at + 1)]))
+    f16_to_f32(u16::from_le_bytes([
+        *block.add(scale_at),
+        *block.add(scale_at + 1),
+    ]))
 }
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn load_tables(bits: TurboBits) -> Tables {
     let c = codebook(bits).centroids.as_ptr();
-    [_mm256_loadu_ps(c), _mm256_loadu_ps(c.add(8)), _mm256_loadu_ps(c.add(16)), _mm256_loadu_ps(c.add(24))]
+    [
+        _mm256_loadu_ps(c),
+        _mm256_loadu_ps(c.add(8)),
+        _mm256_loadu_ps(c.add(16)),
+        _mm256_loadu_ps(c.add(24)),
+    ]
 }
 
 /// Unpacks the codes of coordinates `8g..8g+8` of a block of `len`.
@@ -74,11 +82,19 @@ unsafe fn lookup<const BITS: u32>(t: &Tables, c: __m256i) -> __m256 {
         return _mm256_permutevar8x32_ps(t[0], c);
     }
     let bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
-    let low = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[0], c), _mm256_permutevar8x32_ps(t[1], c), bit3);
+    let low = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[0], c),
+        _mm256_permutevar8x32_ps(t[1], c),
+        bit3,
+    );
     if BITS == 4 {
         return low;
     }
-    let high = _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[2], c), _mm256_permutevar8x32_ps(t[3], c), bit3);
+    let high = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[2], c),
+        _mm256_permutevar8x32_ps(t[3], c),
+        bit3,
+    );
     _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32(c, 27)))
 }
 
@@ -207,7 +223,11 @@ unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [
         squares = _mm256_add_ps(squares, _mm256_mul_ps(*r, *r));
     }
     let norm = reduce8(squares).sqrt();
-    let inv = if norm > 0.0 { (len as f32).sqrt() / norm } else { 0.0 };
+    let inv = if norm > 0.0 {
+        (len as f32).sqrt() / norm
+    } else {
+        0.0
+    };
     let vinv = _mm256_set1_ps(inv);
 
     let book = codebook(bits);
@@ -264,7 +284,14 @@ unsafe fn store_codes8<const BITS: u32>(out: &mut [u8], len: usize, g: usize, co
 /// AVX2 and FMA are available; `q.len()` is a multiple of 8 up to 128 and
 /// the caller checked that `blocks` holds `n` blocks at `stride`.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn score_many(bits: TurboBits, q: &[f32], blocks: &[u8], stride: usize, n: usize, out: &mut [f32]) {
+pub unsafe fn score_many(
+    bits: TurboBits,
+    q: &[f32],
+    blocks: &[u8],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+) {
     match bits {
         TurboBits::B3 => score_many_impl::<3>(bits, q, blocks, stride, n, out),
         TurboBits::B4 => score_many_impl::<4>(bits, q, blocks, stride, n, out),
@@ -310,7 +337,13 @@ unsafe fn score_many_impl<const BITS: u32>(
 /// AVX2 and FMA are available; `acc.len()` is a multiple of 8 up to 128 and
 /// the caller checked that `blocks` holds `weights.len()` blocks at `stride`.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn accumulate_many(bits: TurboBits, acc: &mut [f32], weights: &[f32], blocks: &[u8], stride: usize) {
+pub unsafe fn accumulate_many(
+    bits: TurboBits,
+    acc: &mut [f32],
+    weights: &[f32],
+    blocks: &[u8],
+    stride: usize,
+) {
     match (bits, acc.len() / 8) {
         (TurboBits::B3, 1) => accumulate_impl::<3, 1>(bits, acc, weights, blocks, stride),
         (TurboBits::B3, 2) => accumulate_impl::<3, 2>(bits, acc, weights, blocks, stride),
@@ -349,11 +382,29 @@ unsafe fn accumulate_impl<const BITS: u32, const G: usize>(
         let end = (start + TILE).min(weights.len());
         let mut g0 = 0;
         while g0 + G <= groups {
-            accumulate_pass::<BITS, G>(bits, &tables, acc, g0, &weights[start..end], blocks, start, stride);
+            accumulate_pass::<BITS, G>(
+                bits,
+                &tables,
+                acc,
+                g0,
+                &weights[start..end],
+                blocks,
+                start,
+                stride,
+            );
             g0 += G;
         }
         while g0 < groups {
-            accumulate_pass::<BITS, 1>(bits, &tables, acc, g0, &weights[start..end], blocks, start, stride);
+            accumulate_pass::<BITS, 1>(
+                bits,
+                &tables,
+                acc,
+                g0,
+                &weights[start..end],
+                blocks,
+                start,
+                stride,
+            );
             g0 += 1;
         }
         start = end;

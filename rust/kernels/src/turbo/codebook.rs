@@ -44,7 +44,10 @@ struct Tables {
 // The cell is written once inside `init.call_once` and only read after it.
 unsafe impl Sync for Tables {}
 
-static TABLES: Tables = Tables { init: Once::new(), books: UnsafeCell::new(MaybeUninit::uninit()) };
+static TABLES: Tables = Tables {
+    init: Once::new(),
+    books: UnsafeCell::new(MaybeUninit::uninit()),
+};
 
 /// Returns the codebook for `bits`, deriving all three on first use.
 pub fn codebook(bits: TurboBits) -> &'static Codebook {
@@ -78,7 +81,13 @@ pub(crate) fn derive(bits: u32) -> Codebook {
     for j in 0..levels - 1 {
         boundaries[j] = 0.5 * (centroids[j] + centroids[j + 1]);
     }
-    Codebook { levels, centroids, boundaries, centroids_f64, distortion: 2.0 * half_distortion(&positive) }
+    Codebook {
+        levels,
+        centroids,
+        boundaries,
+        centroids_f64,
+        distortion: 2.0 * half_distortion(&positive),
+    }
 }
 
 /// Runs Lloyd's iteration for the `half` positive centroids of a symmetric
@@ -86,7 +95,9 @@ pub(crate) fn derive(bits: u32) -> Codebook {
 /// that f32 centroids need. 5 bits take about 2700 iterations.
 fn lloyd_max_positive_half(half: usize) -> Vec<f64> {
     // Start from evenly spaced centroids over [0, 3].
-    let mut c: Vec<f64> = (0..half).map(|j| 3.0 * (j as f64 + 0.5) / half as f64).collect();
+    let mut c: Vec<f64> = (0..half)
+        .map(|j| 3.0 * (j as f64 + 0.5) / half as f64)
+        .collect();
     let mut t = vec![0f64; half + 1];
     for _ in 0..100_000 {
         cell_edges(&c, &mut t);

@@ -130,7 +130,10 @@ pub fn block_bytes(bits: TurboBits, len: usize) -> usize {
 
 /// Bytes one head vector of `head_dim` elements occupies (all its blocks).
 pub fn head_bytes(bits: TurboBits, head_dim: usize) -> usize {
-    block_lengths(head_dim).iter().map(|&len| block_bytes(bits, len)).sum()
+    block_lengths(head_dim)
+        .iter()
+        .map(|&len| block_bytes(bits, len))
+        .sum()
 }
 
 fn check_block_len(op: &str, len: usize) {
@@ -250,15 +253,31 @@ pub fn accumulate(bits: TurboBits, acc: &mut [f32], weight: f32, block: &[u8]) {
 /// `block_stride` is the distance in bytes between consecutive blocks (at
 /// least `block_bytes`, or anything when `n <= 1`), so one head's blocks can
 /// be read out of a cache row that interleaves heads or blocks.
-pub fn score_many(bits: TurboBits, q_rot: &[f32], blocks: &[u8], block_stride: usize, n: usize, out: &mut [f32]) {
+pub fn score_many(
+    bits: TurboBits,
+    q_rot: &[f32],
+    blocks: &[u8],
+    block_stride: usize,
+    n: usize,
+    out: &mut [f32],
+) {
     let len = q_rot.len();
     check_many("score_many", bits, len, blocks.len(), block_stride, n);
-    assert!(out.len() >= n, "score_many: out has {} elements but n is {}", out.len(), n);
+    assert!(
+        out.len() >= n,
+        "score_many: out has {} elements but n is {}",
+        out.len(),
+        n
+    );
     match simd::active() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if simd_len(len) => unsafe { avx2::score_many(bits, q_rot, blocks, block_stride, n, out) },
+        Isa::Avx2 if simd_len(len) => unsafe {
+            avx2::score_many(bits, q_rot, blocks, block_stride, n, out)
+        },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if simd_len(len) => unsafe { neon::score_many(bits, q_rot, blocks, block_stride, n, out) },
+        Isa::Neon if simd_len(len) => unsafe {
+            neon::score_many(bits, q_rot, blocks, block_stride, n, out)
+        },
         _ => {
             for (i, o) in out[..n].iter_mut().enumerate() {
                 *o = scalar::score(bits, q_rot, &blocks[i * block_stride..]);
@@ -269,15 +288,25 @@ pub fn score_many(bits: TurboBits, q_rot: &[f32], blocks: &[u8], block_stride: u
 
 /// `acc += sum_i weights[i] * dequantize_block_rotated(&blocks[i * block_stride..])`
 /// for `i < weights.len()`, in rotated space. The block length is `acc.len()`.
-pub fn accumulate_many(bits: TurboBits, acc: &mut [f32], weights: &[f32], blocks: &[u8], block_stride: usize) {
+pub fn accumulate_many(
+    bits: TurboBits,
+    acc: &mut [f32],
+    weights: &[f32],
+    blocks: &[u8],
+    block_stride: usize,
+) {
     let len = acc.len();
     let n = weights.len();
     check_many("accumulate_many", bits, len, blocks.len(), block_stride, n);
     match simd::active() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if simd_len(len) => unsafe { avx2::accumulate_many(bits, acc, weights, blocks, block_stride) },
+        Isa::Avx2 if simd_len(len) => unsafe {
+            avx2::accumulate_many(bits, acc, weights, blocks, block_stride)
+        },
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon if simd_len(len) => unsafe { neon::accumulate_many(bits, acc, weights, blocks, block_stride) },
+        Isa::Neon if simd_len(len) => unsafe {
+            neon::accumulate_many(bits, acc, weights, blocks, block_stride)
+        },
         _ => {
             for (i, &w) in weights.iter().enumerate() {
                 scalar::accumulate(bits, acc, w, &blocks[i * block_stride..]);
@@ -300,5 +329,13 @@ fn check_many(op: &str, bits: TurboBits, len: usize, have: usize, stride: usize,
         bytes
     );
     let need = (n - 1) * stride + bytes;
-    assert!(have >= need, "{}: {} blocks at stride {} need {} bytes but blocks has {}", op, n, stride, need, have);
+    assert!(
+        have >= need,
+        "{}: {} blocks at stride {} need {} bytes but blocks has {}",
+        op,
+        n,
+        stride,
+        need,
+        have
+    );
 }

@@ -30,15 +30,28 @@ unsafe fn read_u32(p: *const u8) -> u32 {
 }
 
 unsafe fn block_scale(block: *const u8, scale_at: usize) -> f32 {
-    f16_to_f32(u16::from_le_bytes([*block.add(scale_at), *block.add(scale_at + 1)]))
+    f16_to_f32(u16::from_le_bytes([
+        *block.add(scale_at),
+        *block.add(scale_at + 1),
+    ]))
 }
 
 #[inline(always)]
 unsafe fn load_tables(bits: TurboBits) -> Tables {
     let c = codebook(bits).centroids.as_ptr() as *const u8;
     Tables {
-        low: uint8x16x4_t(vld1q_u8(c), vld1q_u8(c.add(16)), vld1q_u8(c.add(32)), vld1q_u8(c.add(48))),
-        high: uint8x16x4_t(vld1q_u8(c.add(64)), vld1q_u8(c.add(80)), vld1q_u8(c.add(96)), vld1q_u8(c.add(112))),
+        low: uint8x16x4_t(
+            vld1q_u8(c),
+            vld1q_u8(c.add(16)),
+            vld1q_u8(c.add(32)),
+            vld1q_u8(c.add(48)),
+        ),
+        high: uint8x16x4_t(
+            vld1q_u8(c.add(64)),
+            vld1q_u8(c.add(80)),
+            vld1q_u8(c.add(96)),
+            vld1q_u8(c.add(112)),
+        ),
     }
 }
 
@@ -49,7 +62,11 @@ unsafe fn shifts(s: [i32; 4]) -> int32x4_t {
 
 /// Unpacks the codes of coordinates `8g..8g+8` as (first 4, last 4).
 #[inline(always)]
-unsafe fn codes8<const BITS: u32>(block: *const u8, len: usize, g: usize) -> (uint32x4_t, uint32x4_t) {
+unsafe fn codes8<const BITS: u32>(
+    block: *const u8,
+    len: usize,
+    g: usize,
+) -> (uint32x4_t, uint32x4_t) {
     match BITS {
         3 => {
             let w = vdupq_n_u32(read_u32(block.add(3 * g)));
@@ -66,7 +83,10 @@ unsafe fn codes8<const BITS: u32>(block: *const u8, len: usize, g: usize) -> (ui
             let high0 = vandq_u32(vshlq_u32(h, shifts([0, -1, -2, -3])), one);
             let high1 = vandq_u32(vshlq_u32(h, shifts([-4, -5, -6, -7])), one);
             let (low0, low1) = nibbles8(block.add(len / 8 + 4 * g));
-            (vorrq_u32(low0, vshlq_n_u32::<4>(high0)), vorrq_u32(low1, vshlq_n_u32::<4>(high1)))
+            (
+                vorrq_u32(low0, vshlq_n_u32::<4>(high0)),
+                vorrq_u32(low1, vshlq_n_u32::<4>(high1)),
+            )
         }
     }
 }
@@ -86,13 +106,20 @@ unsafe fn nibbles8(p: *const u8) -> (uint32x4_t, uint32x4_t) {
 unsafe fn lookup<const BITS: u32>(t: &Tables, c: uint32x4_t) -> float32x4_t {
     // Byte indices 4c, 4c+1, 4c+2, 4c+3 in each 32-bit lane (little-endian):
     // the multiply puts 4c in every byte.
-    let idx = vreinterpretq_u8_u32(vorrq_u32(vmulq_n_u32(c, 0x0404_0404), vdupq_n_u32(0x0302_0100)));
+    let idx = vreinterpretq_u8_u32(vorrq_u32(
+        vmulq_n_u32(c, 0x0404_0404),
+        vdupq_n_u32(0x0302_0100),
+    ));
     let bytes = match BITS {
         3 => vqtbl2q_u8(uint8x16x2_t(t.low.0, t.low.1), idx),
         4 => vqtbl4q_u8(t.low, idx),
         // Indices 64..127 miss the first table (giving 0) and, after
         // subtracting 64, hit the second; lower ones wrap past 191 and miss.
-        _ => vqtbx4q_u8(vqtbl4q_u8(t.low, idx), t.high, vsubq_u8(idx, vdupq_n_u8(64))),
+        _ => vqtbx4q_u8(
+            vqtbl4q_u8(t.low, idx),
+            t.high,
+            vsubq_u8(idx, vdupq_n_u8(64)),
+        ),
     };
     vreinterpretq_f32_u8(bytes)
 }
@@ -205,7 +232,11 @@ unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [
         squares[q % 2] = vaddq_f32(squares[q % 2], vmulq_f32(*r, *r));
     }
     let norm = reduce8(squares[0], squares[1]).sqrt();
-    let inv = if norm > 0.0 { (len as f32).sqrt() / norm } else { 0.0 };
+    let inv = if norm > 0.0 {
+        (len as f32).sqrt() / norm
+    } else {
+        0.0
+    };
 
     let book = codebook(bits);
     let tables = load_tables(bits);
@@ -237,7 +268,13 @@ unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [
 /// Packs 8 codes (coordinates `8g..8g+8`) into their bytes of the block.
 /// The shifted fields do not overlap, so an add across lanes is an OR.
 #[inline(always)]
-unsafe fn store_codes8<const BITS: u32>(out: &mut [u8], len: usize, g: usize, lo: uint32x4_t, hi: uint32x4_t) {
+unsafe fn store_codes8<const BITS: u32>(
+    out: &mut [u8],
+    len: usize,
+    g: usize,
+    lo: uint32x4_t,
+    hi: uint32x4_t,
+) {
     let fields = |lo: uint32x4_t, hi: uint32x4_t, s0: [i32; 4], s1: [i32; 4]| {
         vaddvq_u32(vshlq_u32(lo, shifts(s0))) + vaddvq_u32(vshlq_u32(hi, shifts(s1)))
     };
@@ -251,10 +288,21 @@ unsafe fn store_codes8<const BITS: u32>(out: &mut [u8], len: usize, g: usize, lo
             out[4 * g..4 * g + 4].copy_from_slice(&w);
         }
         _ => {
-            let high = fields(vshrq_n_u32::<4>(lo), vshrq_n_u32::<4>(hi), [0, 1, 2, 3], [4, 5, 6, 7]);
+            let high = fields(
+                vshrq_n_u32::<4>(lo),
+                vshrq_n_u32::<4>(hi),
+                [0, 1, 2, 3],
+                [4, 5, 6, 7],
+            );
             out[g] = high as u8;
             let m = vdupq_n_u32(15);
-            let w = fields(vandq_u32(lo, m), vandq_u32(hi, m), [0, 4, 8, 12], [16, 20, 24, 28]).to_le_bytes();
+            let w = fields(
+                vandq_u32(lo, m),
+                vandq_u32(hi, m),
+                [0, 4, 8, 12],
+                [16, 20, 24, 28],
+            )
+            .to_le_bytes();
             let at = len / 8 + 4 * g;
             out[at..at + 4].copy_from_slice(&w);
         }
@@ -264,7 +312,14 @@ unsafe fn store_codes8<const BITS: u32>(out: &mut [u8], len: usize, g: usize, lo
 /// # Safety
 /// `q.len()` is a multiple of 8 up to 128 and the caller checked that
 /// `blocks` holds `n` blocks at `stride`.
-pub unsafe fn score_many(bits: TurboBits, q: &[f32], blocks: &[u8], stride: usize, n: usize, out: &mut [f32]) {
+pub unsafe fn score_many(
+    bits: TurboBits,
+    q: &[f32],
+    blocks: &[u8],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+) {
     match bits {
         TurboBits::B3 => score_many_impl::<3>(bits, q, blocks, stride, n, out),
         TurboBits::B4 => score_many_impl::<4>(bits, q, blocks, stride, n, out),
@@ -292,7 +347,11 @@ unsafe fn score_many_impl<const BITS: u32>(
         for g in 0..groups {
             let (c0, c1) = codes8::<BITS>(block, len, g);
             acc0 = vfmaq_f32(acc0, vld1q_f32(qp.add(8 * g)), lookup::<BITS>(&tables, c0));
-            acc1 = vfmaq_f32(acc1, vld1q_f32(qp.add(8 * g + 4)), lookup::<BITS>(&tables, c1));
+            acc1 = vfmaq_f32(
+                acc1,
+                vld1q_f32(qp.add(8 * g + 4)),
+                lookup::<BITS>(&tables, c1),
+            );
         }
         *o = vaddvq_f32(vaddq_f32(acc0, acc1)) * block_scale(block, scale_at);
     }
@@ -301,7 +360,13 @@ unsafe fn score_many_impl<const BITS: u32>(
 /// # Safety
 /// `acc.len()` is a multiple of 8 up to 128 and the caller checked that
 /// `blocks` holds `weights.len()` blocks at `stride`.
-pub unsafe fn accumulate_many(bits: TurboBits, acc: &mut [f32], weights: &[f32], blocks: &[u8], stride: usize) {
+pub unsafe fn accumulate_many(
+    bits: TurboBits,
+    acc: &mut [f32],
+    weights: &[f32],
+    blocks: &[u8],
+    stride: usize,
+) {
     match (bits, acc.len() / 8) {
         (TurboBits::B3, 1) => accumulate_impl::<3, 1>(bits, acc, weights, blocks, stride),
         (TurboBits::B3, 2) => accumulate_impl::<3, 2>(bits, acc, weights, blocks, stride),
@@ -334,11 +399,29 @@ unsafe fn accumulate_impl<const BITS: u32, const G: usize>(
         let end = (start + TILE).min(weights.len());
         let mut g0 = 0;
         while g0 + G <= groups {
-            accumulate_pass::<BITS, G>(bits, &tables, acc, g0, &weights[start..end], blocks, start, stride);
+            accumulate_pass::<BITS, G>(
+                bits,
+                &tables,
+                acc,
+                g0,
+                &weights[start..end],
+                blocks,
+                start,
+                stride,
+            );
             g0 += G;
         }
         while g0 < groups {
-            accumulate_pass::<BITS, 1>(bits, &tables, acc, g0, &weights[start..end], blocks, start, stride);
+            accumulate_pass::<BITS, 1>(
+                bits,
+                &tables,
+                acc,
+                g0,
+                &weights[start..end],
+                blocks,
+                start,
+                stride,
+            );
             g0 += 1;
         }
         start = end;
@@ -380,4 +463,3 @@ unsafe fn accumulate_pass<const BITS: u32, const G: usize>(
         vst1q_f32(ap.add(8 * k + 4), r[1]);
     }
 }
-

@@ -15,7 +15,12 @@ pub(crate) fn sum8<F: Fn(usize) -> f32>(n: usize, term: F) -> f32 {
     for i in 0..n {
         lanes[i % 8] += term(i);
     }
-    let t = [lanes[0] + lanes[4], lanes[1] + lanes[5], lanes[2] + lanes[6], lanes[3] + lanes[7]];
+    let t = [
+        lanes[0] + lanes[4],
+        lanes[1] + lanes[5],
+        lanes[2] + lanes[6],
+        lanes[3] + lanes[7],
+    ];
     let u = [t[0] + t[2], t[1] + t[3]];
     u[0] + u[1]
 }
@@ -102,13 +107,22 @@ pub(crate) fn nearest_code(boundaries: &[f32], z: f32) -> u8 {
 /// against the Gaussian codebook `c`; the scale multiplies `c[code]` back to
 /// the units of `y`. Every sum goes through [`sum8`] and no step uses FMA, so
 /// the SIMD paths produce the same bits.
-pub(crate) fn quantize_rotated(bits: TurboBits, y: &[f32], codes: &mut [u8], rule: ScaleRule) -> f32 {
+pub(crate) fn quantize_rotated(
+    bits: TurboBits,
+    y: &[f32],
+    codes: &mut [u8],
+    rule: ScaleRule,
+) -> f32 {
     let book = codebook(bits);
     let boundaries = &book.boundaries[..book.levels - 1];
     let len = y.len();
 
     let norm = sum8(len, |i| y[i] * y[i]).sqrt();
-    let inv = if norm > 0.0 { (len as f32).sqrt() / norm } else { 0.0 };
+    let inv = if norm > 0.0 {
+        (len as f32).sqrt() / norm
+    } else {
+        0.0
+    };
     for (c, &v) in codes.iter_mut().zip(y) {
         *c = nearest_code(boundaries, v * inv);
     }

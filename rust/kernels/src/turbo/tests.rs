@@ -16,13 +16,15 @@ fn reference_distortion(bits: TurboBits) -> f64 {
     }
 }
 
+type ScoreManyFn = unsafe fn(TurboBits, &[f32], &[u8], usize, usize, &mut [f32]);
+
 /// One SIMD implementation of the TurboQuant kernels.
 struct Simd {
     name: &'static str,
     rotate: unsafe fn(&mut [f32]),
     rotate_inverse: unsafe fn(&mut [f32]),
     quantize_block: unsafe fn(TurboBits, &[f32], &mut [u8]),
-    score_many: unsafe fn(TurboBits, &[f32], &[u8], usize, usize, &mut [f32]),
+    score_many: ScoreManyFn,
     accumulate_many: unsafe fn(TurboBits, &mut [f32], &[f32], &[u8], usize),
 }
 
@@ -102,12 +104,27 @@ fn block_lengths_split_head_dims() {
     assert!(block_lengths(0).is_empty());
     for head_dim in 1..=600 {
         let lengths = block_lengths(head_dim);
-        assert_eq!(lengths.iter().sum::<usize>(), head_dim, "head_dim {}", head_dim);
+        assert_eq!(
+            lengths.iter().sum::<usize>(),
+            head_dim,
+            "head_dim {}",
+            head_dim
+        );
         for w in lengths.windows(2) {
-            assert!(w[0] >= w[1], "head_dim {}: {:?} is not largest first", head_dim, lengths);
+            assert!(
+                w[0] >= w[1],
+                "head_dim {}: {:?} is not largest first",
+                head_dim,
+                lengths
+            );
         }
         for &len in &lengths {
-            assert!(len.is_power_of_two(), "head_dim {}: {:?}", head_dim, lengths);
+            assert!(
+                len.is_power_of_two(),
+                "head_dim {}: {:?}",
+                head_dim,
+                lengths
+            );
             assert!(len <= MAX_BLOCK, "head_dim {}: {:?}", head_dim, lengths);
         }
     }
@@ -136,7 +153,14 @@ fn packing_round_trips_codes() {
             let mut block = vec![0xffu8; block_bytes(bits, len)];
             scalar::pack_codes(bits, &codes, &mut block);
             for (i, &c) in codes.iter().enumerate() {
-                assert_eq!(scalar::code_at(bits, &block, len, i), c as usize, "{:?} len {} i {}", bits, len, i);
+                assert_eq!(
+                    scalar::code_at(bits, &block, len, i),
+                    c as usize,
+                    "{:?} len {} i {}",
+                    bits,
+                    len,
+                    i
+                );
             }
         }
     }
@@ -148,7 +172,11 @@ fn packing_follows_documented_bit_order() {
     let mut block = vec![0u8; 16];
 
     scalar::pack_codes(TurboBits::B4, &codes, &mut block);
-    assert_eq!(&block[..2], &[0x10, 0x32], "4 bits: even codes in low nibbles");
+    assert_eq!(
+        &block[..2],
+        &[0x10, 0x32],
+        "4 bits: even codes in low nibbles"
+    );
 
     // 3 bits: codes 0..8 = 000 001 010 011 100 101 110 111, LSB first.
     scalar::pack_codes(TurboBits::B3, &codes[..8], &mut block);
@@ -157,9 +185,15 @@ fn packing_follows_documented_bit_order() {
 
     let codes5 = [17u8, 2, 31, 16, 0, 0, 0, 0, 1];
     scalar::pack_codes(TurboBits::B5, &codes5, &mut block);
-    assert_eq!(block[0], 0b1101, "5 bits: high plane bit i is bit 4 of code i");
+    assert_eq!(
+        block[0], 0b1101,
+        "5 bits: high plane bit i is bit 4 of code i"
+    );
     assert_eq!(block[1], 0, "5 bits: high plane of the 9th code");
-    assert_eq!(block[2], 0x21, "5 bits: nibble plane follows the high plane");
+    assert_eq!(
+        block[2], 0x21,
+        "5 bits: nibble plane follows the high plane"
+    );
     assert_eq!(block[3], 0x0f);
 }
 
@@ -176,7 +210,13 @@ fn erf_known_values() {
         (7.0, 1.0),
     ];
     for &(x, want) in &cases {
-        assert!((erf(x) - want).abs() < 2e-15, "erf({}) = {:e}, want {:e}", x, erf(x), want);
+        assert!(
+            (erf(x) - want).abs() < 2e-15,
+            "erf({}) = {:e}, want {:e}",
+            x,
+            erf(x),
+            want
+        );
     }
 }
 
@@ -188,27 +228,74 @@ fn codebook_satisfies_lloyd_max_conditions() {
         assert_eq!(book.levels, levels);
         let c = &book.centroids_f64;
         for j in 0..levels {
-            assert_eq!(c[j], -c[levels - 1 - j], "{:?}: centroid {} is not mirrored", bits, j);
+            assert_eq!(
+                c[j],
+                -c[levels - 1 - j],
+                "{:?}: centroid {} is not mirrored",
+                bits,
+                j
+            );
         }
         for j in 1..levels {
-            assert!(c[j] > c[j - 1], "{:?}: centroids not ascending at {}", bits, j);
+            assert!(
+                c[j] > c[j - 1],
+                "{:?}: centroids not ascending at {}",
+                bits,
+                j
+            );
         }
         for j in levels..MAX_LEVELS {
             assert_eq!(book.centroids[j], 0.0);
         }
-        assert_eq!(book.boundaries[levels / 2 - 1], 0.0, "{:?}: middle boundary", bits);
+        assert_eq!(
+            book.boundaries[levels / 2 - 1],
+            0.0,
+            "{:?}: middle boundary",
+            bits
+        );
 
         // Centroid condition: each centroid is the mean of its cell.
         for j in 0..levels {
-            let lo = if j == 0 { f64::NEG_INFINITY } else { 0.5 * (c[j - 1] + c[j]) };
-            let hi = if j == levels - 1 { f64::INFINITY } else { 0.5 * (c[j] + c[j + 1]) };
-            let mean = if lo.is_infinite() { -conditional_mean(-hi, f64::INFINITY) } else { conditional_mean(lo, hi) };
-            assert!((mean - c[j]).abs() < 1e-10, "{:?}: centroid {} is {} but its cell mean is {}", bits, j, c[j], mean);
+            let lo = if j == 0 {
+                f64::NEG_INFINITY
+            } else {
+                0.5 * (c[j - 1] + c[j])
+            };
+            let hi = if j == levels - 1 {
+                f64::INFINITY
+            } else {
+                0.5 * (c[j] + c[j + 1])
+            };
+            let mean = if lo.is_infinite() {
+                -conditional_mean(-hi, f64::INFINITY)
+            } else {
+                conditional_mean(lo, hi)
+            };
+            assert!(
+                (mean - c[j]).abs() < 1e-10,
+                "{:?}: centroid {} is {} but its cell mean is {}",
+                bits,
+                j,
+                c[j],
+                mean
+            );
         }
 
         let want = reference_distortion(bits);
-        eprintln!("{:?}: distortion {:.7} (reference {}), centroids {:?}", bits, book.distortion, want, &c[levels / 2..levels]);
-        assert!((book.distortion - want).abs() < 0.005 * want, "{:?}: distortion {} vs {}", bits, book.distortion, want);
+        eprintln!(
+            "{:?}: distortion {:.7} (reference {}), centroids {:?}",
+            bits,
+            book.distortion,
+            want,
+            &c[levels / 2..levels]
+        );
+        assert!(
+            (book.distortion - want).abs() < 0.005 * want,
+            "{:?}: distortion {} vs {}",
+            bits,
+            book.distortion,
+            want
+        );
     }
 }
 
@@ -225,7 +312,13 @@ fn codebook_distortion_matches_sampling() {
             sum += ((z - c) as f64).powi(2);
         }
         let mse = sum / samples.len() as f64;
-        assert!((mse - book.distortion).abs() < 0.03 * book.distortion, "{:?}: sampled {} vs {}", bits, mse, book.distortion);
+        assert!(
+            (mse - book.distortion).abs() < 0.03 * book.distortion,
+            "{:?}: sampled {} vs {}",
+            bits,
+            mse,
+            book.distortion
+        );
     }
 }
 
@@ -233,7 +326,11 @@ fn codebook_distortion_matches_sampling() {
 fn splitmix64_matches_published_outputs() {
     // The reference outputs for seed 1234567 that SplitMix64 ports test against.
     let mut rng = SplitMix64::new(1_234_567);
-    let want = [6_457_827_717_110_365_317u64, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423];
+    let want = [
+        6_457_827_717_110_365_317u64,
+        3_203_168_211_198_807_973,
+        9_817_491_932_198_370_423,
+    ];
     for &w in &want {
         assert_eq!(rng.next_u64(), w);
     }
@@ -243,9 +340,17 @@ fn splitmix64_matches_published_outputs() {
 fn sign_diagonal_is_pseudo_random() {
     let s = signs();
     let negative = s.iter().filter(|&&v| v < 0.0).count();
-    assert!((44..=84).contains(&negative), "{} of 128 signs are negative", negative);
+    assert!(
+        (44..=84).contains(&negative),
+        "{} of 128 signs are negative",
+        negative
+    );
     let changes = s.windows(2).filter(|w| w[0] != w[1]).count();
-    assert!((40..=88).contains(&changes), "{} sign changes: not a random sequence", changes);
+    assert!(
+        (40..=88).contains(&changes),
+        "{} sign changes: not a random sequence",
+        changes
+    );
     for (i, &v) in s.iter().enumerate() {
         let bit = prng::output_at(SIGN_SEED, i as u64) >> 63;
         assert_eq!(v < 0.0, bit == 1, "sign {}", i);
@@ -262,9 +367,19 @@ fn rotation_is_the_signed_hadamard_matrix() {
             e[i] = 1.0;
             rotate_scalar(&mut e);
             for (j, &v) in e.iter().enumerate() {
-                let hadamard = if (i & j).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+                let hadamard = if (i & j).count_ones() % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                };
                 let want = s[i] as f64 * hadamard * scale;
-                assert!((v as f64 - want).abs() < 1e-7, "len {} column {} row {}", len, i, j);
+                assert!(
+                    (v as f64 - want).abs() < 1e-7,
+                    "len {} column {} row {}",
+                    len,
+                    i,
+                    j
+                );
             }
         }
     }
@@ -277,10 +392,21 @@ fn rotation_is_orthonormal_and_inverts() {
         let x = rng.gaussian_vec(len);
         let mut y = x.clone();
         rotate(&mut y);
-        assert!((norm_sq(&y) - norm_sq(&x)).abs() < 1e-5 * norm_sq(&x), "len {}: norm changed", len);
+        assert!(
+            (norm_sq(&y) - norm_sq(&x)).abs() < 1e-5 * norm_sq(&x),
+            "len {}: norm changed",
+            len
+        );
         rotate_inverse(&mut y);
         for i in 0..len {
-            assert!((y[i] - x[i]).abs() < 1e-6, "len {} i {}: {} vs {}", len, i, y[i], x[i]);
+            assert!(
+                (y[i] - x[i]).abs() < 1e-6,
+                "len {} i {}: {} vs {}",
+                len,
+                i,
+                y[i],
+                x[i]
+            );
         }
     }
 }
@@ -312,11 +438,18 @@ fn simd_quantize_is_bit_identical() {
         for &bits in &ALL_BITS {
             for &len in &SIMD_LENGTHS {
                 for seed in 0..20 {
-                    for (case, x) in test_vectors(len, 1000 * len as u64 + seed).iter().enumerate() {
+                    for (case, x) in test_vectors(len, 1000 * len as u64 + seed)
+                        .iter()
+                        .enumerate()
+                    {
                         let want = quantize_scalar(bits, x);
                         let mut got = vec![0u8; want.len()];
                         unsafe { (k.quantize_block)(bits, x, &mut got) };
-                        assert_eq!(got, want, "{} {:?} len {} seed {} case {}", k.name, bits, len, seed, case);
+                        assert_eq!(
+                            got, want,
+                            "{} {:?} len {} seed {} case {}",
+                            k.name, bits, len, seed, case
+                        );
                     }
                 }
             }
@@ -325,12 +458,23 @@ fn simd_quantize_is_bit_identical() {
 }
 
 /// `n` quantized random blocks of `len`, `stride` bytes apart.
-fn random_blocks(bits: TurboBits, len: usize, n: usize, stride: usize, rng: &mut SplitMix64) -> Vec<u8> {
+fn random_blocks(
+    bits: TurboBits,
+    len: usize,
+    n: usize,
+    stride: usize,
+    rng: &mut SplitMix64,
+) -> Vec<u8> {
     let mut blocks = vec![0xa5u8; (n.max(1) - 1) * stride + block_bytes(bits, len)];
     for i in 0..n {
         let x = rng.gaussian_vec(len);
         let bytes = block_bytes(bits, len);
-        scalar::quantize_block(bits, &x, &mut blocks[i * stride..i * stride + bytes], SCALE_RULE);
+        scalar::quantize_block(
+            bits,
+            &x,
+            &mut blocks[i * stride..i * stride + bytes],
+            SCALE_RULE,
+        );
     }
     blocks
 }
@@ -354,9 +498,17 @@ fn simd_score_and_accumulate_match_scalar() {
                         let want = scalar::score(bits, &q, block);
                         let mut deq = vec![0f32; len];
                         scalar::dequantize_block_rotated(bits, block, &mut deq);
-                        let magnitude: f64 = q.iter().zip(&deq).map(|(a, b)| (a * b).abs() as f64).sum();
+                        let magnitude: f64 =
+                            q.iter().zip(&deq).map(|(a, b)| (a * b).abs() as f64).sum();
                         let tol = 1e-5 * magnitude as f32 + 1e-6;
-                        assert!((got[i] - want).abs() <= tol, "{} score {}: {} vs {}", case, i, got[i], want);
+                        assert!(
+                            (got[i] - want).abs() <= tol,
+                            "{} score {}: {} vs {}",
+                            case,
+                            i,
+                            got[i],
+                            want
+                        );
                     }
 
                     let weights = rng.uniform_vec(n, 0.0, 1.0);
@@ -369,7 +521,14 @@ fn simd_score_and_accumulate_match_scalar() {
                     unsafe { (k.accumulate_many)(bits, &mut got, &weights, &blocks, stride) };
                     for j in 0..len {
                         let tol = 1e-5 * (n as f32).sqrt() * (1.0 + want[j].abs());
-                        assert!((got[j] - want[j]).abs() <= tol, "{} accumulate {}: {} vs {}", case, j, got[j], want[j]);
+                        assert!(
+                            (got[j] - want[j]).abs() <= tol,
+                            "{} accumulate {}: {} vs {}",
+                            case,
+                            j,
+                            got[j],
+                            want[j]
+                        );
                     }
                 }
             }
@@ -388,7 +547,11 @@ fn relative_mse(bits: TurboBits, len: usize, count: usize, seed: u64) -> f64 {
         let mut x_hat = vec![0f32; len];
         dequantize_block_rotated(bits, &block, &mut x_hat);
         rotate_inverse(&mut x_hat);
-        let err: f64 = x.iter().zip(&x_hat).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum();
+        let err: f64 = x
+            .iter()
+            .zip(&x_hat)
+            .map(|(&a, &b)| ((a - b) as f64).powi(2))
+            .sum();
         total += err / norm_sq(&x);
     }
     total / count as f64
@@ -400,9 +563,19 @@ fn distortion_is_near_lloyd_max() {
         let reference = codebook(bits).distortion;
         for &len in &[16usize, 32, 64, 128] {
             let mse = relative_mse(bits, len, 2000, 21);
-            eprintln!("{:?} len {}: relative MSE {:.6} (Lloyd-Max {:.6})", bits, len, mse, reference);
+            eprintln!(
+                "{:?} len {}: relative MSE {:.6} (Lloyd-Max {:.6})",
+                bits, len, mse, reference
+            );
             if len >= 64 {
-                assert!((mse - reference).abs() < 0.10 * reference, "{:?} len {}: {} vs {}", bits, len, mse, reference);
+                assert!(
+                    (mse - reference).abs() < 0.10 * reference,
+                    "{:?} len {}: {} vs {}",
+                    bits,
+                    len,
+                    mse,
+                    reference
+                );
             }
         }
     }
@@ -435,16 +608,32 @@ fn score_equals_dot_in_both_spaces() {
             dequantize_block_rotated(bits, &block, &mut deq);
             let s = score(bits, &q_rot, &block) as f64;
             let tol = 1e-5 * (norm_sq(&q) * norm_sq(&deq)).sqrt() + 1e-6;
-            assert!((s - dot(&q_rot, &deq)).abs() < tol, "{:?} len {}: rotated-space dot", bits, len);
+            assert!(
+                (s - dot(&q_rot, &deq)).abs() < tol,
+                "{:?} len {}: rotated-space dot",
+                bits,
+                len
+            );
 
             let mut x_hat = deq.clone();
             rotate_inverse(&mut x_hat);
-            assert!((s - dot(&q, &x_hat)).abs() < tol, "{:?} len {}: original-space dot", bits, len);
+            assert!(
+                (s - dot(&q, &x_hat)).abs() < tol,
+                "{:?} len {}: original-space dot",
+                bits,
+                len
+            );
 
             let mut acc = vec![0f32; len];
             accumulate(bits, &mut acc, 0.5, &block);
             for j in 0..len {
-                assert!((acc[j] - 0.5 * deq[j]).abs() <= 1e-6 * deq[j].abs(), "{:?} len {}: accumulate {}", bits, len, j);
+                assert!(
+                    (acc[j] - 0.5 * deq[j]).abs() <= 1e-6 * deq[j].abs(),
+                    "{:?} len {}: accumulate {}",
+                    bits,
+                    len,
+                    j
+                );
             }
         }
     }
@@ -461,7 +650,13 @@ fn quantize_is_deterministic() {
             quantize_block(bits, &x, &mut a);
             quantize_block(bits, &x, &mut b);
             assert_eq!(a, b, "{:?} len {}", bits, len);
-            assert_eq!(a, quantize_scalar(bits, &x), "{:?} len {}: dispatch vs scalar", bits, len);
+            assert_eq!(
+                a,
+                quantize_scalar(bits, &x),
+                "{:?} len {}: dispatch vs scalar",
+                bits,
+                len
+            );
         }
     }
 }
@@ -474,7 +669,13 @@ fn zero_block_dequantizes_to_zero() {
             quantize_block(bits, &vec![0.0; len], &mut block);
             let mut out = vec![1f32; len];
             dequantize_block_rotated(bits, &block, &mut out);
-            assert!(out.iter().all(|&v| v == 0.0), "{:?} len {}: {:?}", bits, len, out);
+            assert!(
+                out.iter().all(|&v| v == 0.0),
+                "{:?} len {}: {:?}",
+                bits,
+                len,
+                out
+            );
         }
     }
 }
@@ -530,8 +731,16 @@ fn scale_rule_comparison() {
             results.push((mse / n, ip_corr / n));
         }
         let (norm, least_squares) = (results[0], results[1]);
-        assert!(least_squares.0 < norm.0, "{:?}: least squares must have the lower MSE", bits);
-        assert!(least_squares.1 < norm.1, "{:?}: least squares must have the lower inner-product error", bits);
+        assert!(
+            least_squares.0 < norm.0,
+            "{:?}: least squares must have the lower MSE",
+            bits
+        );
+        assert!(
+            least_squares.1 < norm.1,
+            "{:?}: least squares must have the lower inner-product error",
+            bits
+        );
         assert_eq!(SCALE_RULE, ScaleRule::LeastSquares);
     }
 }
