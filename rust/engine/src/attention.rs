@@ -8,6 +8,7 @@
 
 use turbokv_kernels::{ops, turbo};
 
+use crate::centering::add_key_center_scores;
 use crate::kv_cache::{KvType, LayerCache, Store};
 
 /// A contiguous run of slots.
@@ -62,11 +63,19 @@ pub fn attend_head(
     scores.clear();
     scores.resize(n, 0.0);
     score_keys(&layer.k, kv_head, q, segs, scores);
+    if let Some(center) = &layer.key_center {
+        let d = layer.k.head_dim;
+        add_key_center_scores(&layer.rope_pairs, q, &center[kv_head * d..(kv_head + 1) * d], lo, scores);
+    }
     ops::scale(scores, scale);
     ops::softmax(scores);
 
     out.iter_mut().for_each(|x| *x = 0.0);
     sum_values(&layer.v, kv_head, scores, segs, out);
+    if let Some(center) = &layer.value_center {
+        let d = layer.v.head_dim;
+        ops::add_inplace(out, &center[kv_head * d..(kv_head + 1) * d]);
+    }
 }
 
 fn score_keys(k: &Store, head: usize, q: &[f32], segs: &[Segment], scores: &mut [f32]) {

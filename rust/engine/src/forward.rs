@@ -141,6 +141,7 @@ fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCac
         rms_norm_rows_inplace(&mut b.q, qn, c.rms_eps);
         rms_norm_rows_inplace(&mut b.k, kn, c.rms_eps);
     }
+    subtract_centers(c, cache, b);
     apply_rope(c, model, c.layers[il].rope_theta, n_past, b);
 
     write_and_attend(model, cache, n_past, b);
@@ -150,6 +151,22 @@ fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCac
         rms_norm_rows_inplace(&mut b.proj, post, c.rms_eps);
     }
     ops::add_inplace(&mut b.x, &b.proj);
+}
+
+/// Subtracts the layer's key centers (before rope) and value centers from
+/// the batch's keys and values, for TurboQuant caches.
+fn subtract_centers(c: &Config, cache: &LayerCache, b: &mut Batch) {
+    let kv_dim = c.n_kv_heads * c.head_dim;
+    if let Some(center) = &cache.key_center {
+        for row in b.k.chunks_exact_mut(kv_dim) {
+            row.iter_mut().zip(center).for_each(|(x, m)| *x -= m);
+        }
+    }
+    if let Some(center) = &cache.value_center {
+        for row in b.v.chunks_exact_mut(kv_dim) {
+            row.iter_mut().zip(center).for_each(|(x, m)| *x -= m);
+        }
+    }
 }
 
 fn write_token(c: &Config, cache: &mut LayerCache, pos: usize, t: usize, b: &Batch) {

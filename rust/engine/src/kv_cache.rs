@@ -9,6 +9,7 @@
 use turbokv_kernels::f16::{f16_to_f32_row, f32_to_f16_row};
 use turbokv_kernels::turbo::{self, TurboBits};
 
+use crate::centering::{LayerCenter, RopePair};
 use crate::error::{Error, Result};
 
 /// How keys or values are stored.
@@ -217,6 +218,13 @@ pub struct LayerCache {
     pub v: Store,
     /// `Some(w)` on sliding-window layers.
     pub window: Option<usize>,
+    /// Pre-rope key centers `[n_kv_heads][head_dim]` subtracted before
+    /// quantizing (TurboQuant keys only).
+    pub key_center: Option<Vec<f32>>,
+    /// Value centers `[n_kv_heads][head_dim]` (TurboQuant values only).
+    pub value_center: Option<Vec<f32>>,
+    /// The layer's rope pairs, for the key-center term of each score.
+    pub rope_pairs: Vec<RopePair>,
 }
 
 impl LayerCache {
@@ -226,6 +234,39 @@ impl LayerCache {
 
     pub fn slot(&self, pos: usize) -> usize {
         pos % self.k.capacity
+    }
+
+    /// Decodes the key of `head` at `pos` to the vector attention sees
+    /// (center added back, rotated to `pos`). For tests and tools.
+    pub fn read_key(&self, head: usize, pos: usize, out: &mut [f32]) {
+        self.k.read(head, self.slot(pos), out);
+        if let Some(center) = &self.key_center {
+            let d = self.k.head_dim;
+            let c = &center[head * d..(head + 1) * d];
+            for p in &self.rope_pairs {
+                let (sin, cos) = (pos as f64 * p.omega).sin_cos();
+                let (ca, cb) = (c[p.a] as f64, c[p.b] as f64);
+                out[p.a] += (ca * cos - cb * sin) as f32;
+                out[p.b] += (ca * sin + cb * cos) as f32;
+            }
+            let rotated: Vec<bool> = (0..d).map(|i| self.rope_pairs.iter().any(|p| p.a == i || p.b == i)).collect();
+            for i in 0..d {
+                if !rotated[i] {
+                    out[i] += c[i];
+                }
+            }
+        }
+    }
+
+    /// Decodes the value of `head` at `pos`. For tests and tools.
+    pub fn read_value(&self, head: usize, pos: usize, out: &mut [f32]) {
+        self.v.read(head, self.slot(pos), out);
+        if let Some(center) = &self.value_center {
+            let d = self.v.head_dim;
+            for (o, c) in out.iter_mut().zip(&center[head * d..(head + 1) * d]) {
+                *o += c;
+            }
+        }
     }
 }
 
@@ -257,9 +298,28 @@ impl KvCache {
                 k: Store::new(k_type, n_kv_heads, capacity, head_dim)?,
                 v: Store::new(v_type, n_kv_heads, capacity, head_dim)?,
                 window,
+                key_center: None,
+                value_center: None,
+                rope_pairs: Vec::new(),
             });
         }
         Ok(KvCache { n_ctx, k_type, v_type, layers })
+    }
+
+    /// Attaches per-layer centers: keys get theirs when `k_type` is a
+    /// TurboQuant type, values when `v_type` is.
+    pub fn set_centers(&mut self, centers: &[LayerCenter]) {
+        let turbo_k = matches!(self.k_type, KvType::Turbo(_));
+        let turbo_v = matches!(self.v_type, KvType::Turbo(_));
+        for (layer, center) in self.layers.iter_mut().zip(centers) {
+            if turbo_k {
+                layer.key_center = Some(center.key.clone());
+                layer.rope_pairs = center.pairs.clone();
+            }
+            if turbo_v {
+                layer.value_center = Some(center.value.clone());
+            }
+        }
     }
 
     /// Bytes allocated for keys and values, all layers.

@@ -5,6 +5,7 @@
 //! blocks), [`tokenizer`] and [`sampler`] turn text into tokens and back.
 
 pub mod attention;
+pub mod centering;
 pub mod config;
 pub mod error;
 pub mod forward;

@@ -1,7 +1,8 @@
 //! A loaded model and the per-sequence state that runs it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::centering::{rope_pairs, LayerCenter};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
@@ -17,7 +18,18 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     pub file: Arc<GgufFile>,
     pub pool: rayon::ThreadPool,
+    /// Per-layer key and value centers for TurboQuant caches, computed on
+    /// first use (see [`crate::centering`]).
+    centers: OnceLock<Vec<LayerCenter>>,
 }
+
+/// Public-domain text (Pride and Prejudice, chapter 1) whose keys and values
+/// give the centers.
+const CALIBRATION_TEXT: &str = include_str!("calibration.txt");
+
+/// Calibration positions; position 0 is left out of the means because the
+/// first token of a sequence is often an attention sink with atypical keys.
+const CALIBRATION_TOKENS: usize = 96;
 
 impl Model {
     /// Opens `path` and checks every tensor the architecture needs.
@@ -53,7 +65,16 @@ impl Model {
             config.n_embd,
             n_threads
         );
-        Ok(Model { config, weights, tokenizer, file, pool })
+        Ok(Model { config, weights, tokenizer, file, pool, centers: OnceLock::new() })
+    }
+
+    /// The key and value centers, calibrated on first call.
+    pub fn centers(self: &Arc<Self>) -> Result<&[LayerCenter]> {
+        if let Some(c) = self.centers.get() {
+            return Ok(c);
+        }
+        let computed = calibrate(self)?;
+        Ok(self.centers.get_or_init(|| computed))
     }
 
     pub fn n_threads(&self) -> usize {
@@ -97,7 +118,11 @@ impl Session {
         }
         let c = &model.config;
         let windows: Vec<Option<usize>> = c.layers.iter().map(|l| l.window).collect();
-        let cache = KvCache::new(n_ctx, k_type, v_type, c.n_kv_heads, c.head_dim, &windows)?;
+        let mut cache = KvCache::new(n_ctx, k_type, v_type, c.n_kv_heads, c.head_dim, &windows)?;
+        let centered = matches!(k_type, KvType::Turbo(_)) || matches!(v_type, KvType::Turbo(_));
+        if centered && std::env::var_os("TURBOKV_NO_CENTERING").is_none() {
+            cache.set_centers(model.centers()?);
+        }
         Ok(Session { model, cache, tokens: Vec::new() })
     }
 
@@ -159,5 +184,56 @@ impl Session {
         let logits = crate::forward::forward(&model, &mut self.cache, self.tokens.len(), tokens, from);
         self.tokens.extend_from_slice(tokens);
         Ok(logits)
+    }
+}
+
+/// Runs the calibration text with an fp32 cache and averages each head's
+/// keys (rotated back to position 0) and values over positions `1..`.
+fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
+    let c = &model.config;
+    let mut tokens = model.tokenizer.encode(CALIBRATION_TEXT, true, false);
+    tokens.truncate(CALIBRATION_TOKENS);
+    let n = tokens.len();
+    let mut session = Session::new(Arc::clone(model), n, KvType::F32, KvType::F32)?;
+    session.eval(&tokens, LogitsWanted::Last)?;
+
+    let d = c.head_dim;
+    let factors = model.weights.rope_freqs.as_deref();
+    let mut centers = Vec::with_capacity(c.n_layer);
+    for (il, layer) in session.cache.layers.iter().enumerate() {
+        let pairs = rope_pairs(c, c.layers[il].rope_theta, factors);
+        let mut key = vec![0.0f64; c.n_kv_heads * d];
+        let mut value = vec![0.0f64; c.n_kv_heads * d];
+        let mut k = vec![0.0f32; d];
+        let mut v = vec![0.0f32; d];
+        for pos in 1..n {
+            for h in 0..c.n_kv_heads {
+                layer.read_key(h, pos, &mut k);
+                layer.read_value(h, pos, &mut v);
+                unrotate(&pairs, pos, &mut k);
+                for i in 0..d {
+                    key[h * d + i] += k[i] as f64;
+                    value[h * d + i] += v[i] as f64;
+                }
+            }
+        }
+        let scale = 1.0 / (n.max(2) - 1) as f64;
+        centers.push(LayerCenter {
+            key: key.iter().map(|x| (x * scale) as f32).collect(),
+            value: value.iter().map(|x| (x * scale) as f32).collect(),
+            pairs,
+        });
+    }
+    log::debug!("calibrated KV centers on {n} tokens");
+    Ok(centers)
+}
+
+/// Applies the inverse rope rotation of position `pos` to `x`.
+fn unrotate(pairs: &[crate::centering::RopePair], pos: usize, x: &mut [f32]) {
+    for p in pairs {
+        let (sin, cos) = (pos as f64 * p.omega).sin_cos();
+        let (a, b) = (x[p.a] as f64, x[p.b] as f64);
+        x[p.a] = (a * cos + b * sin) as f32;
+        x[p.b] = (b * cos - a * sin) as f32;
     }
 }

@@ -371,8 +371,8 @@ impl PySession {
         }
         let mut k = vec![0.0f32; l.k.head_dim];
         let mut v = vec![0.0f32; l.v.head_dim];
-        l.k.read(head, l.slot(pos), &mut k);
-        l.v.read(head, l.slot(pos), &mut v);
+        l.read_key(head, pos, &mut k);
+        l.read_value(head, pos, &mut v);
         Ok((k.into_pyarray(py), v.into_pyarray(py)))
     }
 
