@@ -1,4 +1,4 @@
-"""Multi-turn chat on real models: KV cache reuse, answers and the OpenAI-shaped results.
+"""Multi-turn chat on real models: KV cache reuse, reply content and the OpenAI-shaped results.
 
 The reuse checks compare the cache after each turn, byte for byte, with a
 fresh session that evaluated the same tokens in one call.

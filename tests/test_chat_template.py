@@ -1,4 +1,4 @@
-"""Chat templates: prompts equal llama.cpp's, and the sandbox holds against hostile templates.
+"""Chat templates: prompts equal llama.cpp's, and the sandbox contains hostile templates.
 
 The fixtures come from scripts/make_chat_fixtures.py: llama-cpp-python's
 Jinja2 chat handler for SmolLM2 (which ships a ChatML template) and llama.cpp's

@@ -67,7 +67,7 @@ BUILTIN_TEMPLATES = {"gemma3": GEMMA_TEMPLATE}
 # template cannot ask for gigabytes with one expression.
 MAX_REPEAT_LENGTH = 1 << 20
 
-# Sampling defaults of llama-cpp-python's Llama.create_chat_completion (0.3.x).
+# Sampling defaults of llama-cpp-python's Llama.create_chat_completion (0.3.36).
 CHAT_TEMPERATURE = 0.2
 CHAT_TOP_K = 40
 CHAT_TOP_P = 0.95
@@ -171,7 +171,8 @@ def check_messages(messages: Sequence[Message]) -> List[Dict[str, Any]]:
 class ChatTemplate:
     """A compiled chat template and the BOS and EOS text it is rendered with.
 
-    ``name`` says where the template came from, for error messages.
+    ``name`` identifies the template's origin (a file, the model's metadata or
+    a built-in format) in error messages.
     """
 
     def __init__(self, source: str, name: str, bos_token: str = "", eos_token: str = "") -> None:
@@ -281,8 +282,8 @@ def reuse_prefix(session: "_turbokv.Session", prompt_ids: Sequence[int]) -> List
 
     n_past = session.n_past
     if n_past > prefix:
-        # truncate() is a no-op when asked to keep everything; the prefix
-        # check above makes that impossible here, so this is an engine bug.
+        # The engine keeps at most `prefix` tokens. More would leave positions
+        # of the old conversation in the cache.
         raise RuntimeError(f"session kept {n_past} tokens after truncating to {prefix}")
     if n_past < prefix:
         logger.info("the sliding-window cache could not be truncated to %d tokens and was cleared", prefix)
