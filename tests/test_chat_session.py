@@ -201,6 +201,16 @@ def test_new_reply_closes_running_stream(smollm):
 
     assert running.finish_reason is not None
     assert list(running) == []
+    roles = [message["role"] for message in conversation.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant"]
+    assert conversation.messages[2]["content"] == running.text
+
+
+def test_empty_rendered_prompt_rejected(smollm):
+    conversation = smollm.chat(chat_template="{# renders nothing #}")
+
+    with pytest.raises(turbokv.TurbokvError, match="rendered an empty prompt"):
+        conversation.send("Hi")
 
 
 def test_context_overflow_keeps_conversation(smollm):

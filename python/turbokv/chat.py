@@ -424,6 +424,8 @@ def start_completion(
         max_tokens = _check_int("max_tokens", max_tokens, 1)
     sampler = _make_sampler(**sampling)
     prompt_ids = chat_prompt_ids(model, template, messages)
+    if not prompt_ids:
+        raise TurbokvError(f"the chat template ({template.name}) rendered an empty prompt for {len(messages)} messages")
 
     n_ctx = session.n_ctx
     if len(prompt_ids) >= n_ctx:
@@ -543,6 +545,10 @@ class ChatSession:
         if not isinstance(content, str):
             raise TypeError(f"content must be str, got {type(content).__name__}")
 
+        # A reply still streaming ends here, so its text joins the history
+        # before the new message.
+        if self._slot.active is not None:
+            self._slot.active.close()
         messages = self.messages + [{"role": "user", "content": content}]
         completion = start_completion(
             self.model,
