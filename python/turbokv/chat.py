@@ -253,8 +253,7 @@ def chat_prompt_ids(
     template's, as llama-cpp-python's Jinja2 chat handler does.
     """
     text = template.render(messages, add_generation_prompt=add_generation_prompt)
-    add_bos = model._native.add_bos
-    if add_bos and template.bos_token and text.startswith(template.bos_token):
+    if model.add_bos and template.bos_token and text.startswith(template.bos_token):
         text = text[len(template.bos_token) :]
     return model.tokenize(text, add_special=True, parse_special=True)
 

@@ -373,6 +373,11 @@ class Model:
         return self._native.chat_template
 
     @property
+    def add_bos(self) -> bool:
+        """Whether tokenizing with ``add_special`` prepends BOS."""
+        return self._native.add_bos
+
+    @property
     def cache_type_k(self) -> str:
         return self._cache_type_k
 
