@@ -13,11 +13,15 @@ from turbokv._turbokv import (
     UnsupportedModelError,
     __version__,
 )
+from turbokv.chat import ChatCompletion, ChatSession, ChatTemplate
 from turbokv.demo import demo_model_path
 from turbokv.model import Generation, GenerationResult, Model, PerplexityResult
 
 __all__ = [
     "KV_TYPES",
+    "ChatCompletion",
+    "ChatSession",
+    "ChatTemplate",
     "ContextOverflowError",
     "GGUFFormatError",
     "Generation",

@@ -1,4 +1,4 @@
-"""The ``turbokv`` command line: ``run``, ``ppl``, ``info`` and ``tokenize``.
+"""The ``turbokv`` command line: ``run``, ``chat``, ``ppl``, ``info`` and ``tokenize``.
 
 Exit codes: 0 on success, 1 for an error from turbokv or the file system
 (one line on stderr), 2 for invalid arguments, 130 after Ctrl-C.
@@ -16,6 +16,7 @@ import click
 import turbokv
 from turbokv import _turbokv
 from turbokv.demo import INSTALL_HINT, demo_model_path
+from turbokv.chat import ChatSession, load_chat_template, sampling_settings
 from turbokv.model import DEFAULT_KV_TYPE, GenerationResult, Model
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,47 @@ threads_option = click.option(
     help="Number of threads (0 uses every core).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+ctx_option = click.option(
+    "--ctx", type=click.IntRange(min=1), default=2048, show_default=True, help="Context size in tokens.",
+)
+
+# The sampling options of `run` and `chat`, outermost first, as click applies decorators bottom-up.
+_SAMPLING_OPTIONS = [
+    click.option(
+        "--temp", type=FiniteFloatRange(min=0), default=0.8, show_default=True,
+        help="Sampling temperature (0 picks the most likely token).",
+    ),
+    click.option(
+        "--top-k", type=click.IntRange(min=0), default=40, show_default=True, help="Top-k filter (0 disables it).",
+    ),
+    click.option(
+        "--top-p", type=FiniteFloatRange(min=0, max=1, min_open=True), default=0.95, show_default=True,
+        help="Top-p (nucleus) filter in (0, 1] (1 disables it).",
+    ),
+    click.option(
+        "--min-p", type=FiniteFloatRange(min=0, max=1), default=0.05, show_default=True,
+        help="Min-p filter in [0, 1] (0 disables it).",
+    ),
+    click.option(
+        "--repeat-penalty", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
+        help="Penalty for tokens among the last --repeat-last-n (1 disables it).",
+    ),
+    click.option(
+        "--repeat-last-n", type=click.IntRange(min=0), default=64, show_default=True,
+        help="Number of recent tokens the repeat penalty looks at.",
+    ),
+    click.option(
+        "--seed", type=click.IntRange(min=0, max=2**64 - 1), default=None,
+        help="Sampling seed (random if not given).",
+    ),
+]
+
+
+def sampling_options(command):
+    """Add --temp, --top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n and --seed to ``command``."""
+    for option in reversed(_SAMPLING_OPTIONS):
+        command = option(command)
+    return command
 
 
 def _resolve_model_path(model: Optional[str]) -> str:
@@ -143,32 +185,8 @@ def main(verbose: bool) -> None:
 @cache_type_k_option
 @cache_type_v_option
 @threads_option
-@click.option("--ctx", type=click.IntRange(min=1), default=2048, show_default=True, help="Context size in tokens.")
-@click.option(
-    "--temp", type=FiniteFloatRange(min=0), default=0.8, show_default=True,
-    help="Sampling temperature (0 picks the most likely token).",
-)
-@click.option("--top-k", type=click.IntRange(min=0), default=40, show_default=True, help="Top-k filter (0 disables it).")
-@click.option(
-    "--top-p", type=FiniteFloatRange(min=0, max=1, min_open=True), default=0.95, show_default=True,
-    help="Top-p (nucleus) filter in (0, 1] (1 disables it).",
-)
-@click.option(
-    "--min-p", type=FiniteFloatRange(min=0, max=1), default=0.05, show_default=True,
-    help="Min-p filter in [0, 1] (0 disables it).",
-)
-@click.option(
-    "--repeat-penalty", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
-    help="Penalty for tokens among the last --repeat-last-n (1 disables it).",
-)
-@click.option(
-    "--repeat-last-n", type=click.IntRange(min=0), default=64, show_default=True,
-    help="Number of recent tokens the repeat penalty looks at.",
-)
-@click.option(
-    "--seed", type=click.IntRange(min=0, max=2**64 - 1), default=None,
-    help="Sampling seed (random if not given).",
-)
+@ctx_option
+@sampling_options
 @click.option(
     "--truncate", is_flag=True,
     help="Keep the last tokens of a prompt that does not fit the context instead of failing.",
@@ -212,6 +230,111 @@ def run(
         click.echo(piece, nl=False)
     click.echo()
     click.echo(_summary_line(generation.result()), err=True)
+
+
+CHAT_COMMANDS = "/reset starts a new conversation, /exit quits"
+
+
+def _read_chat_template(path: Optional[str]) -> Optional[str]:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _stream_reply(conversation: ChatSession, text: str, max_tokens: Optional[int], sampling: dict) -> None:
+    """Send ``text`` and stream the reply to stdout; Ctrl-C ends the reply but not the chat."""
+    try:
+        completion = conversation.send(text, max_tokens=max_tokens, stream=True, **sampling)
+    except turbokv.ContextOverflowError as error:
+        click.echo(f"turbokv: error: {error}; type /reset to start over", err=True)
+        return
+
+    try:
+        for piece in completion:
+            click.echo(piece, nl=False)
+    except KeyboardInterrupt:
+        completion.close()
+        click.echo("\n(reply interrupted)", err=True)
+    click.echo()
+    logger.info(
+        "reply: %d tokens, finish: %s | prompt: %d tokens evaluated, %d reused from the KV cache",
+        completion.n_completion,
+        completion.finish_reason,
+        completion.n_prompt,
+        completion.n_cached,
+    )
+
+
+def _chat_loop(conversation: ChatSession, max_tokens: Optional[int], sampling: dict) -> None:
+    """Read messages from stdin until /exit or end of input, streaming each reply."""
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            click.echo()
+            return
+
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/exit":
+            return
+        if text == "/reset":
+            conversation.reset()
+            click.echo("(conversation reset)", err=True)
+            continue
+        if text.startswith("/") and " " not in text:
+            click.echo(f"turbokv: unknown command {text}; {CHAT_COMMANDS}", err=True)
+            continue
+        _stream_reply(conversation, text, max_tokens, sampling)
+
+
+@main.command()
+@model_argument
+@click.option("--system", default=None, help="System message that starts the conversation.")
+@click.option(
+    "--chat-template", "chat_template_file", type=click.Path(dir_okay=False),
+    help="Jinja chat template file to use instead of the model's tokenizer.chat_template.",
+)
+@click.option(
+    "-n", "--n-predict", type=click.IntRange(min=-1), default=-1, show_default=True,
+    help="Maximum number of tokens per reply (-1 generates until the end of the context).",
+)
+@cache_type_k_option
+@cache_type_v_option
+@threads_option
+@ctx_option
+@sampling_options
+def chat(
+    model, system, chat_template_file, n_predict, cache_type_k, cache_type_v, threads, ctx, temp, top_k, top_p,
+    min_p, repeat_penalty, repeat_last_n, seed,
+) -> None:
+    """Chat with MODEL: type a message, the reply streams back.
+
+    The conversation keeps its KV cache, so each turn evaluates only its new
+    tokens. /reset starts a new conversation (keeping --system), /exit or end of
+    input (Ctrl-D) quits. Ctrl-C stops a reply, and at the prompt it quits.
+    """
+    if n_predict == 0:
+        raise click.BadParameter("0 is not allowed; use -1 for no limit or a positive number", param_hint="-n")
+    template_source = _read_chat_template(chat_template_file)
+    llm = Model(
+        _resolve_model_path(model), n_ctx=ctx, n_threads=threads, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
+    )
+    template = load_chat_template(llm, template_source, name=chat_template_file)
+    conversation = llm.chat(system=system, chat_template=template)
+
+    if sys.stdin.isatty():
+        try:
+            import readline  # noqa: F401  (gives input() line editing and history)
+        except ImportError:
+            pass
+        click.echo(f"turbokv chat with {llm.path.name}: {CHAT_COMMANDS}.", err=True)
+
+    max_tokens = None if n_predict == -1 else n_predict
+    sampling = sampling_settings(temp, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed)
+    _chat_loop(conversation, max_tokens, sampling)
 
 
 class _ChunkProgressBar:

@@ -13,12 +13,15 @@ import os
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from turbokv import _turbokv
 from turbokv._turbokv import ContextOverflowError, TurbokvError
+
+if TYPE_CHECKING:
+    from turbokv import chat
 
 logger = logging.getLogger(__name__)
 
@@ -215,10 +218,19 @@ class Generation(Iterator[str]):
         self.token_ids.append(token)
         return self._decoder.decode(self._model.token_to_piece(token))
 
+    def close(self) -> None:
+        """Stop generating: iteration ends, and the session keeps the tokens evaluated so far."""
+        self._finished = True
+
     @property
     def text(self) -> str:
         """The text generated so far."""
         return "".join(self._pieces)
+
+    @property
+    def n_prompt(self) -> int:
+        """Prompt tokens evaluated by this generation."""
+        return self._generator.n_prompt
 
     @property
     def stop_reason(self) -> Optional[str]:
@@ -283,6 +295,8 @@ class Model:
     ``n_threads = 0`` uses every core. ``cache_type_k`` and ``cache_type_v``
     are names from ``turbokv.KV_TYPES``. Each generation and each ``logits``
     call gets its own session, so an interrupted call leaves the model usable.
+    ``create_chat_completion`` instead keeps one session across calls, so a
+    conversation re-sent with one more message reuses its cached prefix.
     """
 
     def __init__(
@@ -298,6 +312,9 @@ class Model:
         self._cache_type_k = _check_kv_type("cache_type_k", cache_type_k)
         self._cache_type_v = _check_kv_type("cache_type_v", cache_type_v)
         self._path = _check_model_path(path)
+        # Created on first use by create_chat_completion.
+        self._chat_slot: Optional["chat.SessionSlot"] = None
+        self._chat_template: Optional["chat.ChatTemplate"] = None
 
         logger.info("loading %s with %s threads", self._path, n_threads or "all")
         self._native = _turbokv.Model(str(self._path), n_threads)
@@ -354,6 +371,11 @@ class Model:
     @property
     def chat_template(self) -> Optional[str]:
         return self._native.chat_template
+
+    @property
+    def add_bos(self) -> bool:
+        """Whether tokenizing with ``add_special`` prepends BOS."""
+        return self._native.add_bos
 
     @property
     def cache_type_k(self) -> str:
@@ -609,3 +631,76 @@ class Model:
             cache_type_k=cache_type_k,
             cache_type_v=cache_type_v,
         )
+
+    # Chat
+
+    def chat(
+        self,
+        system: Optional[str] = None,
+        chat_template: Optional[Union[str, "chat.ChatTemplate"]] = None,
+        n_ctx: Optional[int] = None,
+        cache_type_k: Optional[str] = None,
+        cache_type_v: Optional[str] = None,
+    ) -> "chat.ChatSession":
+        """Start a conversation that keeps its messages and KV cache across turns.
+
+        ``system`` is the system message. ``chat_template`` (Jinja template
+        text or a ``ChatTemplate``) replaces the model's template (see
+        ``turbokv.chat.load_chat_template``).
+        The session's context and KV cache types default to this model's.
+        """
+        from turbokv import chat
+
+        if system is not None and not isinstance(system, str):
+            raise TypeError(f"system must be str, got {type(system).__name__}")
+        if isinstance(chat_template, chat.ChatTemplate):
+            template = chat_template
+        else:
+            template = chat.load_chat_template(self, chat_template, name="chat_template argument")
+        session = self._new_session(n_ctx, cache_type_k, cache_type_v)
+        return chat.ChatSession(self, session, template, system=system)
+
+    def create_chat_completion(
+        self,
+        messages: Sequence[dict],
+        max_tokens: Optional[int] = None,
+        temperature: float = 0.2,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: Optional[int] = None,
+        stream: bool = False,
+    ) -> Any:
+        """Reply to ``messages`` and return an OpenAI-shaped dict, as llama-cpp-python does.
+
+        ``messages`` is a list of ``{"role": ..., "content": ...}`` dicts,
+        rendered with the model's chat template (or the known format of its
+        architecture). Returns a ``chat.completion`` dict whose
+        ``finish_reason`` is ``"stop"`` after an end-of-generation token and
+        ``"length"`` otherwise, or with ``stream`` an iterator of
+        ``chat.completion.chunk`` dicts. ``max_tokens = None`` generates until
+        the end of the context. The defaults are llama-cpp-python's.
+
+        The model keeps one session for these calls: each call evaluates only
+        the prompt tokens after the prefix shared with the previous call's
+        tokens (``usage.prompt_tokens_details.cached_tokens`` counts the
+        reused ones). A streamed reply still running is closed by the next call.
+        """
+        from turbokv import chat
+
+        if self._chat_template is None:
+            self._chat_template = chat.load_chat_template(self)
+        if self._chat_slot is None:
+            self._chat_slot = chat.SessionSlot(self._new_session())
+
+        completion = chat.start_completion(
+            self,
+            self._chat_slot,
+            self._chat_template,
+            messages,
+            max_tokens,
+            chat.sampling_settings(temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed),
+        )
+        return completion.chunks() if stream else completion.to_dict()
