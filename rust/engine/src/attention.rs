@@ -72,10 +72,6 @@ pub fn attend_head(
 
     out.iter_mut().for_each(|x| *x = 0.0);
     sum_values(&layer.v, kv_head, scores, segs, out);
-    if let Some(center) = &layer.value_center {
-        let d = layer.v.head_dim;
-        ops::add_inplace(out, &center[kv_head * d..(kv_head + 1) * d]);
-    }
 }
 
 fn score_keys(k: &Store, head: usize, q: &[f32], segs: &[Segment], scores: &mut [f32]) {

@@ -6,8 +6,7 @@
 //! rotating rope pairs). Quantization error grows with the norm of what is
 //! quantized, so turbokv stores `k - c` instead of `k`, with `c` the head's
 //! mean key before rope, and adds the exact contribution of `c` back to
-//! every score. Values store `v - m` with `m` the head's mean value; since
-//! attention weights sum to one, adding `m` once to the output is exact.
+//! every score.
 //!
 //! The means come from a short fixed calibration text run through the model
 //! with an fp32 cache, once per loaded model, so they are the same for every
@@ -41,13 +40,11 @@ pub fn rope_pairs(c: &Config, rope_theta: f32, freq_factors: Option<&[f32]>) -> 
         .collect()
 }
 
-/// Reference vectors of one layer.
+/// The key centers of one layer.
 #[derive(Clone, Debug)]
 pub struct LayerCenter {
     /// Mean key before rope, `[n_kv_heads][head_dim]`.
     pub key: Vec<f32>,
-    /// Mean value, `[n_kv_heads][head_dim]`.
-    pub value: Vec<f32>,
     /// The layer's rope pairs.
     pub pairs: Vec<RopePair>,
 }

@@ -153,17 +153,12 @@ fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCac
     ops::add_inplace(&mut b.x, &b.proj);
 }
 
-/// Subtracts the layer's key centers (before rope) and value centers from
-/// the batch's keys and values, for TurboQuant caches.
+/// Subtracts the layer's key centers from the batch's keys before rope,
+/// for TurboQuant key caches.
 fn subtract_centers(c: &Config, cache: &LayerCache, b: &mut Batch) {
     let kv_dim = c.n_kv_heads * c.head_dim;
     if let Some(center) = &cache.key_center {
         for row in b.k.chunks_exact_mut(kv_dim) {
-            row.iter_mut().zip(center).for_each(|(x, m)| *x -= m);
-        }
-    }
-    if let Some(center) = &cache.value_center {
-        for row in b.v.chunks_exact_mut(kv_dim) {
             row.iter_mut().zip(center).for_each(|(x, m)| *x -= m);
         }
     }

@@ -18,13 +18,13 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     pub file: Arc<GgufFile>,
     pub pool: rayon::ThreadPool,
-    /// Per-layer key and value centers for TurboQuant caches, computed on
+    /// Per-layer key centers for TurboQuant caches, computed on
     /// first use (see [`crate::centering`]).
     centers: OnceLock<Vec<LayerCenter>>,
 }
 
-/// Public-domain text (Pride and Prejudice, chapter 1) whose keys and values
-/// give the centers.
+/// Public-domain text (Pride and Prejudice, chapter 1) whose keys give the
+/// centers.
 const CALIBRATION_TEXT: &str = include_str!("calibration.txt");
 
 /// Calibration positions; position 0 is left out of the means because the
@@ -68,7 +68,7 @@ impl Model {
         Ok(Model { config, weights, tokenizer, file, pool, centers: OnceLock::new() })
     }
 
-    /// The key and value centers, calibrated on first call.
+    /// The key centers, calibrated on first call.
     pub fn centers(self: &Arc<Self>) -> Result<&[LayerCenter]> {
         if let Some(c) = self.centers.get() {
             return Ok(c);
@@ -119,8 +119,7 @@ impl Session {
         let c = &model.config;
         let windows: Vec<Option<usize>> = c.layers.iter().map(|l| l.window).collect();
         let mut cache = KvCache::new(n_ctx, k_type, v_type, c.n_kv_heads, c.head_dim, &windows)?;
-        let centered = matches!(k_type, KvType::Turbo(_)) || matches!(v_type, KvType::Turbo(_));
-        if centered && std::env::var_os("TURBOKV_NO_CENTERING").is_none() {
+        if matches!(k_type, KvType::Turbo(_)) {
             cache.set_centers(model.centers()?);
         }
         Ok(Session { model, cache, tokens: Vec::new() })
@@ -188,7 +187,7 @@ impl Session {
 }
 
 /// Runs the calibration text with an fp32 cache and averages each head's
-/// keys (rotated back to position 0) and values over positions `1..`.
+/// keys, rotated back to position 0, over positions `1..`.
 fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
     let c = &model.config;
     let mut tokens = model.tokenizer.encode(CALIBRATION_TEXT, true, false);
@@ -203,24 +202,19 @@ fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
     for (il, layer) in session.cache.layers.iter().enumerate() {
         let pairs = rope_pairs(c, c.layers[il].rope_theta, factors);
         let mut key = vec![0.0f64; c.n_kv_heads * d];
-        let mut value = vec![0.0f64; c.n_kv_heads * d];
         let mut k = vec![0.0f32; d];
-        let mut v = vec![0.0f32; d];
         for pos in 1..n {
             for h in 0..c.n_kv_heads {
                 layer.read_key(h, pos, &mut k);
-                layer.read_value(h, pos, &mut v);
                 unrotate(&pairs, pos, &mut k);
                 for i in 0..d {
                     key[h * d + i] += k[i] as f64;
-                    value[h * d + i] += v[i] as f64;
                 }
             }
         }
         let scale = 1.0 / (n.max(2) - 1) as f64;
         centers.push(LayerCenter {
             key: key.iter().map(|x| (x * scale) as f32).collect(),
-            value: value.iter().map(|x| (x * scale) as f32).collect(),
             pairs,
         });
     }
