@@ -107,7 +107,11 @@ pub fn f32_to_bf16(x: f32) -> u16 {
 
 /// Converts `src` to f32 into `dst` (same length).
 pub fn f16_to_f32_row(src: &[u16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len(), "f16_to_f32_row: src and dst lengths differ");
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "f16_to_f32_row: src and dst lengths differ"
+    );
     match simd::active() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if x86::has_f16c() => unsafe { x86::f16_to_f32_row(src, dst) },
@@ -119,7 +123,11 @@ pub fn f16_to_f32_row(src: &[u16], dst: &mut [f32]) {
 
 /// Converts `src` to binary16 into `dst` (same length), round-to-nearest-even.
 pub fn f32_to_f16_row(src: &[f32], dst: &mut [u16]) {
-    assert_eq!(src.len(), dst.len(), "f32_to_f16_row: src and dst lengths differ");
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "f32_to_f16_row: src and dst lengths differ"
+    );
     match simd::active() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if x86::has_f16c() => unsafe { x86::f32_to_f16_row(src, dst) },
@@ -131,7 +139,11 @@ pub fn f32_to_f16_row(src: &[f32], dst: &mut [u16]) {
 
 /// Converts `src` to f32 into `dst` (same length).
 pub fn bf16_to_f32_row(src: &[u16], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len(), "bf16_to_f32_row: src and dst lengths differ");
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "bf16_to_f32_row: src and dst lengths differ"
+    );
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = bf16_to_f32(s);
     }

@@ -25,7 +25,13 @@ fn f16c() -> bool {
 }
 
 fn check_len(op: &str, a: usize, b: usize) {
-    assert!(a == b, "{}: operands have {} and {} elements; they must be equal", op, a, b);
+    assert!(
+        a == b,
+        "{}: operands have {} and {} elements; they must be equal",
+        op,
+        a,
+        b
+    );
 }
 
 /// Returns the dot product of `a` and `b` (same length).
@@ -113,10 +119,10 @@ pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
 
 /// RMS normalization: `out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]`.
 ///
-/// The squares are summed in f64 like llama.cpp's `ggml_rms_norm` does with
-/// `ggml_float`; the mean and the scale are then f32, and
-/// `out[i] = (x[i] * scale) * weight[i]` rounds twice, as ggml's separate
-/// `rms_norm` and `mul` operations do.
+/// The squares are summed in f64, as llama.cpp's `ggml_rms_norm` does with
+/// `ggml_float`. The mean and the scale are then f32. `out[i] = (x[i] *
+/// scale) * weight[i]` rounds twice, like ggml's separate `rms_norm` and
+/// `mul` operations.
 pub fn rms_norm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     check_len("rms_norm (out, x)", out.len(), x.len());
     check_len("rms_norm (x, weight)", x.len(), weight.len());

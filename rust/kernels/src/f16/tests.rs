@@ -125,7 +125,13 @@ fn f32_to_f16_matches_oracle() {
         if x.is_nan() {
             continue;
         }
-        assert_eq!(f32_to_f16(x), f32_to_f16_oracle(x), "x={:e} bits={:#010x}", x, x.to_bits());
+        assert_eq!(
+            f32_to_f16(x),
+            f32_to_f16_oracle(x),
+            "x={:e} bits={:#010x}",
+            x,
+            x.to_bits()
+        );
     }
 }
 
@@ -221,6 +227,10 @@ fn public_rows_match_scalar() {
     for i in 0..x.len() {
         assert_eq!(h[i], f32_to_f16(x[i]), "i={}", i);
         let want = f16_to_f32(h[i]);
-        assert!(back[i].to_bits() == want.to_bits() || want.is_nan(), "i={}", i);
+        assert!(
+            back[i].to_bits() == want.to_bits() || want.is_nan(),
+            "i={}",
+            i
+        );
     }
 }

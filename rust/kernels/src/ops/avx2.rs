@@ -39,7 +39,8 @@ unsafe fn hsum_pd(v: __m256d) -> f64 {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(crate) unsafe fn exp_ps(x: __m256) -> __m256 {
-    const LN2_HI: f32 = 0.693_359_375;
+    // 355/512: 9 significant bits, so `n * LN2_HI` is exact for |n| <= 128.
+    const LN2_HI: f32 = 355.0 / 512.0;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let too_small = _mm256_cmp_ps(x, _mm256_set1_ps(-87.336_54), _CMP_LT_OQ);
     let x = _mm256_min_ps(x, _mm256_set1_ps(88.0));
@@ -62,7 +63,10 @@ pub(crate) unsafe fn exp_ps(x: __m256) -> __m256 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0));
 
     // n is in [-126, 127], so 2^n is a normal f32 built from its exponent.
-    let e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    let e = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+        23,
+    );
     let y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
     _mm256_andnot_ps(too_small, y)
 }
@@ -95,12 +99,20 @@ pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     while i + 32 <= n {
         for (k, s) in acc.iter_mut().enumerate() {
             let off = i + 8 * k;
-            *s = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(off)), _mm256_loadu_ps(pb.add(off)), *s);
+            *s = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(off)),
+                _mm256_loadu_ps(pb.add(off)),
+                *s,
+            );
         }
         i += 32;
     }
     while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+        acc[0] = _mm256_fmadd_ps(
+            _mm256_loadu_ps(pa.add(i)),
+            _mm256_loadu_ps(pb.add(i)),
+            acc[0],
+        );
         i += 8;
     }
     let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -340,7 +352,10 @@ pub unsafe fn gelu_tanh_mul(gate: &mut [f32], up: &[f32]) {
 pub unsafe fn exp_slice(x: &mut [f32]) {
     let mut i = 0;
     while i + 8 <= x.len() {
-        _mm256_storeu_ps(x.as_mut_ptr().add(i), exp_ps(_mm256_loadu_ps(x.as_ptr().add(i))));
+        _mm256_storeu_ps(
+            x.as_mut_ptr().add(i),
+            exp_ps(_mm256_loadu_ps(x.as_ptr().add(i))),
+        );
         i += 8;
     }
     for v in &mut x[i..] {

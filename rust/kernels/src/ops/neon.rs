@@ -10,7 +10,8 @@ use crate::f16::neon::load_f16x4;
 /// AVX2 `exp_ps`.
 #[inline(always)]
 pub(crate) unsafe fn exp_ps(x: float32x4_t) -> float32x4_t {
-    const LN2_HI: f32 = 0.693_359_375;
+    // 355/512: 9 significant bits, so `n * LN2_HI` is exact for |n| <= 128.
+    const LN2_HI: f32 = 355.0 / 512.0;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let too_small = vcltq_f32(x, vdupq_n_f32(-87.336_54));
     let x = vminq_f32(x, vdupq_n_f32(88.0));
@@ -95,7 +96,10 @@ pub unsafe fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
     let va = vdupq_n_f32(alpha);
     let mut i = 0;
     while i + 4 <= n {
-        vst1q_f32(py.add(i), vfmaq_f32(vld1q_f32(py.add(i)), va, vld1q_f32(px.add(i))));
+        vst1q_f32(
+            py.add(i),
+            vfmaq_f32(vld1q_f32(py.add(i)), va, vld1q_f32(px.add(i))),
+        );
         i += 4;
     }
     scalar::axpy_f32(&mut y[i..n], alpha, &x[i..n]);
@@ -107,7 +111,10 @@ pub unsafe fn axpy_f16(y: &mut [f32], alpha: f32, x: &[u16]) {
     let va = vdupq_n_f32(alpha);
     let mut i = 0;
     while i + 4 <= n {
-        vst1q_f32(py.add(i), vfmaq_f32(vld1q_f32(py.add(i)), va, load_f16x4(px.add(i))));
+        vst1q_f32(
+            py.add(i),
+            vfmaq_f32(vld1q_f32(py.add(i)), va, load_f16x4(px.add(i))),
+        );
         i += 4;
     }
     scalar::axpy_f16(&mut y[i..n], alpha, &x[i..n]);
@@ -129,7 +136,10 @@ pub unsafe fn add_inplace(y: &mut [f32], x: &[f32]) {
     let (py, px) = (y.as_mut_ptr(), x.as_ptr());
     let mut i = 0;
     while i + 4 <= n {
-        vst1q_f32(py.add(i), vaddq_f32(vld1q_f32(py.add(i)), vld1q_f32(px.add(i))));
+        vst1q_f32(
+            py.add(i),
+            vaddq_f32(vld1q_f32(py.add(i)), vld1q_f32(px.add(i))),
+        );
         i += 4;
     }
     scalar::add_inplace(&mut y[i..n], &x[i..n]);

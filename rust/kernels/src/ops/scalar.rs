@@ -73,7 +73,8 @@ pub fn rms_apply_inplace(x: &mut [f32], weight: &[f32], scale: f32) {
 }
 
 pub fn max(x: &[f32]) -> f32 {
-    x.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    x.iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 /// Replaces `x[i]` by `exp(x[i] - max)` and returns the f64 sum.

@@ -91,14 +91,14 @@ fn to_f16(x: &[f32]) -> Vec<u16> {
 }
 
 /// Asserts `|got - want| <= rel * |want| + abs` element by element.
-fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
-    assert_eq!(got.len(), want.len(), "{}: length", what);
+fn assert_close(label: &str, got: &[f32], want: &[f32], rel: f32, abs: f32) {
+    assert_eq!(got.len(), want.len(), "{}: length", label);
     for i in 0..got.len() {
         let tol = rel * want[i].abs() + abs;
         assert!(
             (got[i] - want[i]).abs() <= tol,
             "{}: element {} is {} but the reference is {} (tolerance {})",
-            what,
+            label,
             i,
             got[i],
             want[i],
@@ -116,12 +116,26 @@ fn simd_dot_matches_scalar() {
             let tol = 1e-6 * magnitude;
             let want = scalar::dot_f32(&a, &b);
             let got = unsafe { (k.dot_f32)(&a, &b) };
-            assert!((got - want).abs() <= tol, "{} dot_f32 n={}: {} vs {}", k.name, n, got, want);
+            assert!(
+                (got - want).abs() <= tol,
+                "{} dot_f32 n={}: {} vs {}",
+                k.name,
+                n,
+                got,
+                want
+            );
 
             let ah = to_f16(&a);
             let want = scalar::dot_f16_f32(&ah, &b);
             let got = unsafe { (k.dot_f16_f32)(&ah, &b) };
-            assert!((got - want).abs() <= tol, "{} dot_f16_f32 n={}: {} vs {}", k.name, n, got, want);
+            assert!(
+                (got - want).abs() <= tol,
+                "{} dot_f16_f32 n={}: {} vs {}",
+                k.name,
+                n,
+                got,
+                want
+            );
         }
     }
 }
@@ -137,14 +151,26 @@ fn simd_axpy_matches_scalar() {
             let mut got = y0.clone();
             unsafe { (k.axpy_f32)(&mut got, alpha, &x) };
             // FMA rounds once where the scalar code rounds twice.
-            assert_close(&format!("{} axpy_f32 n={}", k.name, n), &got, &want, 2e-7, 2e-7);
+            assert_close(
+                &format!("{} axpy_f32 n={}", k.name, n),
+                &got,
+                &want,
+                2e-7,
+                2e-7,
+            );
 
             let xh = to_f16(&x);
             let mut want = y0.clone();
             scalar::axpy_f16(&mut want, alpha, &xh);
             let mut got = y0.clone();
             unsafe { (k.axpy_f16)(&mut got, alpha, &xh) };
-            assert_close(&format!("{} axpy_f16 n={}", k.name, n), &got, &want, 2e-7, 2e-7);
+            assert_close(
+                &format!("{} axpy_f16 n={}", k.name, n),
+                &got,
+                &want,
+                2e-7,
+                2e-7,
+            );
         }
     }
 }
@@ -213,7 +239,13 @@ fn simd_softmax_parts_match_scalar() {
             let want_sum = scalar::exp_sub_sum(&mut want, want_max);
             let mut got = x.clone();
             let got_sum = unsafe { (k.exp_sub_sum)(&mut got, want_max) };
-            assert_close(&format!("{} exp_sub_sum n={}", k.name, n), &got, &want, 4e-7, 1e-30);
+            assert_close(
+                &format!("{} exp_sub_sum n={}", k.name, n),
+                &got,
+                &want,
+                4e-7,
+                1e-30,
+            );
             assert!(
                 (got_sum - want_sum).abs() <= 4e-7 * want_sum,
                 "{} exp_sub_sum n={}: sum {} vs {}",
@@ -242,13 +274,25 @@ fn simd_rope_matches_scalar() {
             scalar::rope_normal(&mut want, &cos, &sin);
             let mut got = x.clone();
             unsafe { (k.rope_normal)(&mut got, &cos, &sin) };
-            assert_close(&format!("{} rope_normal n={}", k.name, n), &got, &want, 0.0, bound);
+            assert_close(
+                &format!("{} rope_normal n={}", k.name, n),
+                &got,
+                &want,
+                0.0,
+                bound,
+            );
 
             let mut want = x.clone();
             scalar::rope_neox(&mut want, &cos, &sin);
             let mut got = x.clone();
             unsafe { (k.rope_neox)(&mut got, &cos, &sin) };
-            assert_close(&format!("{} rope_neox n={}", k.name, n), &got, &want, 0.0, bound);
+            assert_close(
+                &format!("{} rope_neox n={}", k.name, n),
+                &got,
+                &want,
+                0.0,
+                bound,
+            );
         }
     }
 }
@@ -269,14 +313,26 @@ fn simd_gated_activations_match_scalar() {
             let up = rng.uniform_vec(n, -2.0, 2.0);
             // Tolerance from the exp polynomial and the division, relative to
             // the size of `x * up`: the results themselves can be tiny.
-            let tol: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| 1e-6 * (g.abs() + 1.0) * u.abs()).collect();
+            let tol: Vec<f32> = gate
+                .iter()
+                .zip(&up)
+                .map(|(g, u)| 1e-6 * (g.abs() + 1.0) * u.abs())
+                .collect();
 
             let mut want = gate.clone();
             scalar::silu_mul(&mut want, &up);
             let mut got = gate.clone();
             unsafe { (k.silu_mul)(&mut got, &up) };
             for i in 0..n {
-                assert!((got[i] - want[i]).abs() <= tol[i], "{} silu_mul n={} i={}: {} vs {}", k.name, n, i, got[i], want[i]);
+                assert!(
+                    (got[i] - want[i]).abs() <= tol[i],
+                    "{} silu_mul n={} i={}: {} vs {}",
+                    k.name,
+                    n,
+                    i,
+                    got[i],
+                    want[i]
+                );
             }
 
             let mut want = gate.clone();
@@ -284,7 +340,15 @@ fn simd_gated_activations_match_scalar() {
             let mut got = gate.clone();
             unsafe { (k.gelu_tanh_mul)(&mut got, &up) };
             for i in 0..n {
-                assert!((got[i] - want[i]).abs() <= tol[i], "{} gelu_tanh_mul n={} i={}: {} vs {}", k.name, n, i, got[i], want[i]);
+                assert!(
+                    (got[i] - want[i]).abs() <= tol[i],
+                    "{} gelu_tanh_mul n={} i={}: {} vs {}",
+                    k.name,
+                    n,
+                    i,
+                    got[i],
+                    want[i]
+                );
             }
         }
     }
@@ -302,15 +366,24 @@ fn exp_poly_accuracy() {
             let want = (xi as f64).exp();
             worst = worst.max(((yi as f64) - want).abs() / want);
         }
-        eprintln!("{} exp polynomial: max relative error {:.3e}", k.name, worst);
-        assert!(worst < 2e-7, "{} exp max relative error {:e}", k.name, worst);
+        eprintln!(
+            "{} exp polynomial: max relative error {:.3e}",
+            k.name, worst
+        );
+        assert!(
+            worst < 2e-7,
+            "{} exp max relative error {:e}",
+            k.name,
+            worst
+        );
 
         let mut edges = [-1000.0f32, -88.0, 0.0, 88.0, 1000.0, 1.0, -1.0, 0.5];
         unsafe { (k.exp_slice)(&mut edges) };
         assert_eq!(edges[0], 0.0, "{} exp(-1000)", k.name);
         assert_eq!(edges[1], 0.0, "{} exp(-88) flushes to 0", k.name);
         assert_eq!(edges[2], 1.0, "{} exp(0)", k.name);
-        assert!(edges[3].is_finite() && edges[3] > 1.6e38, "{} exp(88) = {}", k.name, edges[3]);
+        assert!(edges[3].is_finite(), "{} exp(88) = {}", k.name, edges[3]);
+        assert!(edges[3] > 1.6e38, "{} exp(88) = {}", k.name, edges[3]);
         assert_eq!(edges[4], edges[3], "{} exp saturates above 88", k.name);
     }
 }
@@ -324,7 +397,13 @@ fn scalar_rms_norm_matches_formula() {
     let inv = 1.0 / (mean_sq + 1e-5).sqrt();
     for i in 0..x.len() {
         let want = (x[i] as f64 * inv * w[i] as f64) as f32;
-        assert!((out[i] - want).abs() <= 1e-6 * (want.abs() + 1e-3), "i={}: {} vs {}", i, out[i], want);
+        assert!(
+            (out[i] - want).abs() <= 1e-6 * (want.abs() + 1e-3),
+            "i={}: {} vs {}",
+            i,
+            out[i],
+            want
+        );
     }
 }
 
@@ -337,14 +416,32 @@ fn softmax_normalizes_and_returns_sum() {
         let want_sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
         let mut y = x.clone();
         let sum = softmax(&mut y);
-        assert!(((sum as f64) - want_sum).abs() <= 1e-6 * want_sum, "n={}: sum {} vs {}", n, sum, want_sum);
+        assert!(
+            ((sum as f64) - want_sum).abs() <= 1e-6 * want_sum,
+            "n={}: sum {} vs {}",
+            n,
+            sum,
+            want_sum
+        );
         let total: f64 = y.iter().map(|&v| v as f64).sum();
-        assert!((total - 1.0).abs() < 1e-5, "n={}: probabilities sum to {}", n, total);
+        assert!(
+            (total - 1.0).abs() < 1e-5,
+            "n={}: probabilities sum to {}",
+            n,
+            total
+        );
         for i in 0..n {
             let want = ((x[i] as f64 - max).exp() / want_sum) as f32;
             // `x - max` is rounded in f32, which moves exp by |x - max| ulp.
             let tol = (1e-6 + 6e-8 * (x[i] as f64 - max).abs() as f32) * want + 1e-30;
-            assert!((y[i] - want).abs() <= tol, "n={} i={}: {} vs {}", n, i, y[i], want);
+            assert!(
+                (y[i] - want).abs() <= tol,
+                "n={} i={}: {} vs {}",
+                n,
+                i,
+                y[i],
+                want
+            );
         }
     }
     assert_eq!(softmax(&mut []), 0.0);
@@ -364,13 +461,33 @@ fn rope_rotates_the_documented_pairs() {
     for i in 0..4 {
         let (c, s) = (angles[i].cos() as f64, angles[i].sin() as f64);
         let (a, b) = (x[2 * i] as f64, x[2 * i + 1] as f64);
-        assert!((normal[2 * i] as f64 - (a * c - b * s)).abs() < 1e-5, "normal pair {}", i);
-        assert!((normal[2 * i + 1] as f64 - (a * s + b * c)).abs() < 1e-5, "normal pair {}", i);
+        assert!(
+            (normal[2 * i] as f64 - (a * c - b * s)).abs() < 1e-5,
+            "normal pair {}",
+            i
+        );
+        assert!(
+            (normal[2 * i + 1] as f64 - (a * s + b * c)).abs() < 1e-5,
+            "normal pair {}",
+            i
+        );
         let (a, b) = (x[i] as f64, x[i + 4] as f64);
-        assert!((neox[i] as f64 - (a * c - b * s)).abs() < 1e-5, "neox pair {}", i);
-        assert!((neox[i + 4] as f64 - (a * s + b * c)).abs() < 1e-5, "neox pair {}", i);
+        assert!(
+            (neox[i] as f64 - (a * c - b * s)).abs() < 1e-5,
+            "neox pair {}",
+            i
+        );
+        assert!(
+            (neox[i + 4] as f64 - (a * s + b * c)).abs() < 1e-5,
+            "neox pair {}",
+            i
+        );
     }
-    assert_eq!(&normal[8..], &x[8..], "dimensions past n_rot stay unchanged");
+    assert_eq!(
+        &normal[8..],
+        &x[8..],
+        "dimensions past n_rot stay unchanged"
+    );
     assert_eq!(&neox[8..], &x[8..], "dimensions past n_rot stay unchanged");
 }
 
@@ -379,10 +496,18 @@ fn scalar_activations_match_formulas() {
     for &x in &[-20.0f32, -3.0, -0.5, 0.0, 0.25, 1.0, 4.0, 30.0] {
         let xd = x as f64;
         let silu = xd / (1.0 + (-xd).exp());
-        assert!((scalar::silu(x) as f64 - silu).abs() <= 1e-6 * (silu.abs() + 1e-6), "silu({})", x);
+        assert!(
+            (scalar::silu(x) as f64 - silu).abs() <= 1e-6 * (silu.abs() + 1e-6),
+            "silu({})",
+            x
+        );
         let u = (2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd * xd * xd);
         let gelu = 0.5 * xd * (1.0 + u.tanh());
-        assert!((scalar::gelu_tanh(x) as f64 - gelu).abs() <= 1e-6 * (xd.abs() + 1e-3), "gelu({})", x);
+        assert!(
+            (scalar::gelu_tanh(x) as f64 - gelu).abs() <= 1e-6 * (xd.abs() + 1e-3),
+            "gelu({})",
+            x
+        );
     }
 }
 
@@ -399,7 +524,11 @@ fn gelu_f16_table_variant() {
     for i in 2..5 {
         let g = scalar::gelu_tanh(f16_to_f32(f32_to_f16(gate[i])));
         assert_eq!(got[i], f16_to_f32(f32_to_f16(g)) * up[i], "i={}", i);
-        assert!((got[i] - scalar::gelu_tanh(gate[i]) * up[i]).abs() < 1e-2, "i={} near the f32 GELU", i);
+        assert!(
+            (got[i] - scalar::gelu_tanh(gate[i]) * up[i]).abs() < 1e-2,
+            "i={} near the f32 GELU",
+            i
+        );
     }
 }
 

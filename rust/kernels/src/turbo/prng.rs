@@ -1,11 +1,10 @@
-//! SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
-//! generators", OOPSLA 2014): the generator behind the rotation's sign
-//! diagonal, also used by tests for reproducible inputs.
+//! SplitMix64, the generator behind the rotation's sign diagonal. Tests also
+//! use it for reproducible inputs.
 
 const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// The SplitMix64 output function (a const fn so that tables can be built
-/// at compile time; the `i`-th output for `seed` is `mix(seed + (i + 1) * GAMMA)`).
+/// Mixes a SplitMix64 state into an output. The `i`-th output for `seed` is
+/// `mix(seed + (i + 1) * GAMMA)`; a const fn so tables build at compile time.
 pub(crate) const fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -17,14 +16,16 @@ pub(crate) const fn output_at(seed: u64, index: u64) -> u64 {
     mix(seed.wrapping_add((index + 1).wrapping_mul(GAMMA)))
 }
 
-/// SplitMix64 state.
+/// SplitMix64 state (tests use it for reproducible inputs).
+#[cfg(test)]
 #[derive(Clone, Debug)]
 pub(crate) struct SplitMix64 {
     state: u64,
 }
 
+#[cfg(test)]
 impl SplitMix64 {
-    pub(crate) const fn new(seed: u64) -> SplitMix64 {
+    pub(crate) fn new(seed: u64) -> SplitMix64 {
         SplitMix64 { state: seed }
     }
 
@@ -35,19 +36,16 @@ impl SplitMix64 {
     }
 
     /// Returns a uniform value in [0, 1) with 24 random bits.
-    #[cfg(test)]
     pub(crate) fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 * (1.0 / 16_777_216.0)
     }
 
     /// Returns a uniform value in [lo, hi).
-    #[cfg(test)]
     pub(crate) fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
         lo + (hi - lo) * self.next_f32()
     }
 
     /// Returns a standard normal sample (Box-Muller, computed in f64).
-    #[cfg(test)]
     pub(crate) fn gaussian(&mut self) -> f32 {
         let u1 = ((self.next_u64() >> 11) as f64 + 1.0) * (1.0 / 9_007_199_254_740_992.0);
         let u2 = (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0);
@@ -55,13 +53,11 @@ impl SplitMix64 {
     }
 
     /// Returns `n` standard normal samples.
-    #[cfg(test)]
     pub(crate) fn gaussian_vec(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.gaussian()).collect()
     }
 
     /// Returns `n` uniform samples in [lo, hi).
-    #[cfg(test)]
     pub(crate) fn uniform_vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(lo, hi)).collect()
     }

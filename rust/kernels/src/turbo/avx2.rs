@@ -1,0 +1,446 @@
+//! AVX2+FMA TurboQuant kernels for blocks whose length is a multiple of 8.
+//!
+//! The codes of 8 consecutive coordinates lie in one 32-bit word of each
+//! packed stream (24 bits for 3 bits, 32 for 4 bits, 32 + 8 for 5 bits).
+//! One broadcast load and a per-lane variable shift (`vpsrlvd`) therefore
+//! unpack them into 8 i32 lanes without shuffles. Centroids are then gathered from
+//! registers with `vpermps` (`_mm256_permutevar8x32_ps`, 8 entries per
+//! register), blending on the code's upper bits for 16 and 32 entries.
+
+use std::arch::x86_64::*;
+use std::ptr;
+
+use super::codebook::codebook;
+use super::rotation::{inv_sqrt_len, SIGN_MASKS};
+use super::scalar::write_scale;
+use super::{code_bytes, ScaleRule, TurboBits, MAX_BLOCK, SCALE_RULE};
+use crate::f16::f16_to_f32;
+use crate::ops::avx2::hsum;
+
+const MAX_GROUPS: usize = MAX_BLOCK / 8;
+
+/// The codebook in registers: entries 8k..8k+7 in `t[k]`.
+type Tables = [__m256; 4];
+
+#[inline(always)]
+unsafe fn read_u32(p: *const u8) -> u32 {
+    u32::from_le(ptr::read_unaligned(p as *const u32))
+}
+
+unsafe fn block_scale(block: *const u8, scale_at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([
+        *block.add(scale_at),
+        *block.add(scale_at + 1),
+    ]))
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn load_tables(bits: TurboBits) -> Tables {
+    let c = codebook(bits).centroids.as_ptr();
+    [
+        _mm256_loadu_ps(c),
+        _mm256_loadu_ps(c.add(8)),
+        _mm256_loadu_ps(c.add(16)),
+        _mm256_loadu_ps(c.add(24)),
+    ]
+}
+
+/// Unpacks the codes of coordinates `8g..8g+8` of a block of `len`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn codes8<const BITS: u32>(block: *const u8, len: usize, g: usize) -> __m256i {
+    let nibble_shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    match BITS {
+        3 => {
+            let w = _mm256_set1_epi32(read_u32(block.add(3 * g)) as i32);
+            let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+            _mm256_and_si256(_mm256_srlv_epi32(w, shifts), _mm256_set1_epi32(7))
+        }
+        4 => {
+            let w = _mm256_set1_epi32(read_u32(block.add(4 * g)) as i32);
+            _mm256_and_si256(_mm256_srlv_epi32(w, nibble_shifts), _mm256_set1_epi32(15))
+        }
+        _ => {
+            let h = _mm256_set1_epi32(read_u32(block.add(g)) as i32);
+            let bit_shifts = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let high = _mm256_and_si256(_mm256_srlv_epi32(h, bit_shifts), _mm256_set1_epi32(1));
+            let w = _mm256_set1_epi32(read_u32(block.add(len / 8 + 4 * g)) as i32);
+            let low = _mm256_and_si256(_mm256_srlv_epi32(w, nibble_shifts), _mm256_set1_epi32(15));
+            _mm256_or_si256(low, _mm256_slli_epi32(high, 4))
+        }
+    }
+}
+
+/// Gathers `centroids[code]` for 8 codes. `vpermps` reads the low 3 bits of
+/// each lane. `vblendvps` selects on the sign bit, so a shift first moves
+/// code bit 3 (or bit 4) there.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn lookup<const BITS: u32>(t: &Tables, c: __m256i) -> __m256 {
+    if BITS == 3 {
+        return _mm256_permutevar8x32_ps(t[0], c);
+    }
+    let bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
+    let low = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[0], c),
+        _mm256_permutevar8x32_ps(t[1], c),
+        bit3,
+    );
+    if BITS == 4 {
+        return low;
+    }
+    let high = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[2], c),
+        _mm256_permutevar8x32_ps(t[3], c),
+        bit3,
+    );
+    _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32(c, 27)))
+}
+
+/// ORs the 8 lanes together.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn or_lanes(v: __m256i) -> u32 {
+    let x = _mm_or_si128(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let x = _mm_or_si128(x, _mm_shuffle_epi32(x, 0b01_00_11_10));
+    let x = _mm_or_si128(x, _mm_shuffle_epi32(x, 0b10_11_00_01));
+    _mm_cvtsi128_si32(x) as u32
+}
+
+/// Sum of 8 lanes in the order of `scalar::sum8`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn reduce8(v: __m256) -> f32 {
+    // hsum adds the halves, then lanes (0,2) and (1,3), then the two results.
+    hsum(v)
+}
+
+/// Applies the FWHT butterflies to `v` (8 lanes per register, groups in
+/// order), in the stage order of `rotation::fwht`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn fwht(v: &mut [__m256]) {
+    for x in v.iter_mut() {
+        let p = _mm256_permute_ps(*x, 0b10_11_00_01);
+        let s = _mm256_blend_ps(_mm256_add_ps(*x, p), _mm256_sub_ps(p, *x), 0b1010_1010);
+        let p = _mm256_permute_ps(s, 0b01_00_11_10);
+        let s = _mm256_blend_ps(_mm256_add_ps(s, p), _mm256_sub_ps(p, s), 0b1100_1100);
+        let p = _mm256_permute2f128_ps(s, s, 0x01);
+        *x = _mm256_blend_ps(_mm256_add_ps(s, p), _mm256_sub_ps(p, s), 0b1111_0000);
+    }
+    let n = v.len();
+    let mut h = 1;
+    while h < n {
+        let mut i = 0;
+        while i < n {
+            for j in i..i + h {
+                let a = v[j];
+                let b = v[j + h];
+                v[j] = _mm256_add_ps(a, b);
+                v[j + h] = _mm256_sub_ps(a, b);
+            }
+            i += 2 * h;
+        }
+        h *= 2;
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn sign_mask(g: usize) -> __m256 {
+    _mm256_loadu_ps(SIGN_MASKS.as_ptr().add(8 * g) as *const f32)
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn scale_all(v: &mut [__m256], s: f32) {
+    let vs = _mm256_set1_ps(s);
+    for x in v.iter_mut() {
+        *x = _mm256_mul_ps(*x, vs);
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA are available; `x.len()` is a power of two in 8..=128.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn rotate(x: &mut [f32]) {
+    let groups = x.len() / 8;
+    let mut v = [_mm256_setzero_ps(); MAX_GROUPS];
+    for (g, r) in v[..groups].iter_mut().enumerate() {
+        *r = _mm256_xor_ps(_mm256_loadu_ps(x.as_ptr().add(8 * g)), sign_mask(g));
+    }
+    fwht(&mut v[..groups]);
+    scale_all(&mut v[..groups], inv_sqrt_len(x.len()));
+    for (g, r) in v[..groups].iter().enumerate() {
+        _mm256_storeu_ps(x.as_mut_ptr().add(8 * g), *r);
+    }
+}
+
+/// # Safety
+/// As for [`rotate`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn rotate_inverse(x: &mut [f32]) {
+    let groups = x.len() / 8;
+    let mut v = [_mm256_setzero_ps(); MAX_GROUPS];
+    for (g, r) in v[..groups].iter_mut().enumerate() {
+        *r = _mm256_loadu_ps(x.as_ptr().add(8 * g));
+    }
+    fwht(&mut v[..groups]);
+    scale_all(&mut v[..groups], inv_sqrt_len(x.len()));
+    for (g, r) in v[..groups].iter().enumerate() {
+        _mm256_storeu_ps(x.as_mut_ptr().add(8 * g), _mm256_xor_ps(*r, sign_mask(g)));
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA are available; `x.len()` is a power of two in 8..=128 and
+/// `out` has at least `block_bytes(bits, x.len())` bytes.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn quantize_block(bits: TurboBits, x: &[f32], out: &mut [u8]) {
+    match bits {
+        TurboBits::B3 => quantize_impl::<3>(bits, x, out),
+        TurboBits::B4 => quantize_impl::<4>(bits, x, out),
+        TurboBits::B5 => quantize_impl::<5>(bits, x, out),
+    }
+}
+
+/// Mirrors `scalar::quantize_block` operation for operation (no FMA, sums
+/// in the `sum8` order), so the bytes are identical.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [u8]) {
+    let len = x.len();
+    let groups = len / 8;
+    let mut v = [_mm256_setzero_ps(); MAX_GROUPS];
+    for (g, r) in v[..groups].iter_mut().enumerate() {
+        *r = _mm256_xor_ps(_mm256_loadu_ps(x.as_ptr().add(8 * g)), sign_mask(g));
+    }
+    fwht(&mut v[..groups]);
+    scale_all(&mut v[..groups], inv_sqrt_len(len));
+
+    let mut squares = _mm256_setzero_ps();
+    for r in &v[..groups] {
+        squares = _mm256_add_ps(squares, _mm256_mul_ps(*r, *r));
+    }
+    let norm = reduce8(squares).sqrt();
+    let inv = if norm > 0.0 {
+        (len as f32).sqrt() / norm
+    } else {
+        0.0
+    };
+    let vinv = _mm256_set1_ps(inv);
+
+    let book = codebook(bits);
+    let tables = load_tables(bits);
+    let mut yc = _mm256_setzero_ps();
+    let mut cc = _mm256_setzero_ps();
+    for (g, r) in v[..groups].iter().enumerate() {
+        let z = _mm256_mul_ps(*r, vinv);
+        let mut code = _mm256_setzero_si256();
+        for &b in &book.boundaries[..book.levels - 1] {
+            let below = _mm256_cmp_ps(_mm256_set1_ps(b), z, _CMP_LT_OQ);
+            code = _mm256_sub_epi32(code, _mm256_castps_si256(below));
+        }
+        let c = lookup::<BITS>(&tables, code);
+        yc = _mm256_add_ps(yc, _mm256_mul_ps(*r, c));
+        cc = _mm256_add_ps(cc, _mm256_mul_ps(c, c));
+        store_codes8::<BITS>(out, len, g, code);
+    }
+
+    let scale = match SCALE_RULE {
+        ScaleRule::Norm => norm / (len as f32).sqrt(),
+        ScaleRule::LeastSquares => reduce8(yc) / reduce8(cc),
+    };
+    write_scale(bits, out, len, scale);
+}
+
+/// Packs 8 codes (coordinates `8g..8g+8`) into their bytes of the block.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_codes8<const BITS: u32>(out: &mut [u8], len: usize, g: usize, code: __m256i) {
+    let nibble_shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    match BITS {
+        3 => {
+            let shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21);
+            let w = or_lanes(_mm256_sllv_epi32(code, shifts)).to_le_bytes();
+            out[3 * g..3 * g + 3].copy_from_slice(&w[..3]);
+        }
+        4 => {
+            let w = or_lanes(_mm256_sllv_epi32(code, nibble_shifts)).to_le_bytes();
+            out[4 * g..4 * g + 4].copy_from_slice(&w);
+        }
+        _ => {
+            let bit_shifts = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            out[g] = or_lanes(_mm256_sllv_epi32(_mm256_srli_epi32(code, 4), bit_shifts)) as u8;
+            let low = _mm256_and_si256(code, _mm256_set1_epi32(15));
+            let w = or_lanes(_mm256_sllv_epi32(low, nibble_shifts)).to_le_bytes();
+            let at = len / 8 + 4 * g;
+            out[at..at + 4].copy_from_slice(&w);
+        }
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA are available; `q.len()` is a multiple of 8 up to 128 and
+/// the caller checked that `blocks` holds `n` blocks at `stride`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn score_many(
+    bits: TurboBits,
+    q: &[f32],
+    blocks: &[u8],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    match bits {
+        TurboBits::B3 => score_many_impl::<3>(bits, q, blocks, stride, n, out),
+        TurboBits::B4 => score_many_impl::<4>(bits, q, blocks, stride, n, out),
+        TurboBits::B5 => score_many_impl::<5>(bits, q, blocks, stride, n, out),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn score_many_impl<const BITS: u32>(
+    bits: TurboBits,
+    q: &[f32],
+    blocks: &[u8],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let len = q.len();
+    let groups = len / 8;
+    let scale_at = code_bytes(bits, len);
+    let tables = load_tables(bits);
+    let qp = q.as_ptr();
+    for (i, o) in out[..n].iter_mut().enumerate() {
+        let block = blocks.as_ptr().add(i * stride);
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut g = 0;
+        while g + 2 <= groups {
+            let c0 = lookup::<BITS>(&tables, codes8::<BITS>(block, len, g));
+            let c1 = lookup::<BITS>(&tables, codes8::<BITS>(block, len, g + 1));
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(8 * g)), c0, acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(8 * g + 8)), c1, acc1);
+            g += 2;
+        }
+        if g < groups {
+            let c0 = lookup::<BITS>(&tables, codes8::<BITS>(block, len, g));
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(8 * g)), c0, acc0);
+        }
+        *o = hsum(_mm256_add_ps(acc0, acc1)) * block_scale(block, scale_at);
+    }
+}
+
+/// # Safety
+/// AVX2 and FMA are available; `acc.len()` is a multiple of 8 up to 128 and
+/// the caller checked that `blocks` holds `weights.len()` blocks at `stride`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn accumulate_many(
+    bits: TurboBits,
+    acc: &mut [f32],
+    weights: &[f32],
+    blocks: &[u8],
+    stride: usize,
+) {
+    match (bits, acc.len() / 8) {
+        (TurboBits::B3, 1) => accumulate_impl::<3, 1>(bits, acc, weights, blocks, stride),
+        (TurboBits::B3, 2) => accumulate_impl::<3, 2>(bits, acc, weights, blocks, stride),
+        (TurboBits::B3, 4) => accumulate_impl::<3, 4>(bits, acc, weights, blocks, stride),
+        (TurboBits::B3, _) => accumulate_impl::<3, 8>(bits, acc, weights, blocks, stride),
+        (TurboBits::B4, 1) => accumulate_impl::<4, 1>(bits, acc, weights, blocks, stride),
+        (TurboBits::B4, 2) => accumulate_impl::<4, 2>(bits, acc, weights, blocks, stride),
+        (TurboBits::B4, 4) => accumulate_impl::<4, 4>(bits, acc, weights, blocks, stride),
+        (TurboBits::B4, _) => accumulate_impl::<4, 8>(bits, acc, weights, blocks, stride),
+        (TurboBits::B5, 1) => accumulate_impl::<5, 1>(bits, acc, weights, blocks, stride),
+        (TurboBits::B5, 2) => accumulate_impl::<5, 2>(bits, acc, weights, blocks, stride),
+        (TurboBits::B5, 4) => accumulate_impl::<5, 4>(bits, acc, weights, blocks, stride),
+        (TurboBits::B5, _) => accumulate_impl::<5, 8>(bits, acc, weights, blocks, stride),
+    }
+}
+
+/// Positions per tile: a tile of 4-bit blocks of 128 stays within 8 KiB, so
+/// the second pass over a tile (for 16 groups) hits L1.
+const TILE: usize = 128;
+
+/// Streams tiles of positions past `G` groups of the accumulator, which
+/// stay in registers. When `G` does not divide the group count, the
+/// leftover groups are done one at a time.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn accumulate_impl<const BITS: u32, const G: usize>(
+    bits: TurboBits,
+    acc: &mut [f32],
+    weights: &[f32],
+    blocks: &[u8],
+    stride: usize,
+) {
+    let groups = acc.len() / 8;
+    let tables = load_tables(bits);
+    let mut start = 0;
+    while start < weights.len() {
+        let end = (start + TILE).min(weights.len());
+        let mut g0 = 0;
+        while g0 + G <= groups {
+            accumulate_pass::<BITS, G>(
+                bits,
+                &tables,
+                acc,
+                g0,
+                &weights[start..end],
+                blocks,
+                start,
+                stride,
+            );
+            g0 += G;
+        }
+        while g0 < groups {
+            accumulate_pass::<BITS, 1>(
+                bits,
+                &tables,
+                acc,
+                g0,
+                &weights[start..end],
+                blocks,
+                start,
+                stride,
+            );
+            g0 += 1;
+        }
+        start = end;
+    }
+}
+
+/// Adds positions `first..first + weights.len()` to groups `g0..g0 + G`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn accumulate_pass<const BITS: u32, const G: usize>(
+    bits: TurboBits,
+    tables: &Tables,
+    acc: &mut [f32],
+    g0: usize,
+    weights: &[f32],
+    blocks: &[u8],
+    first: usize,
+    stride: usize,
+) {
+    let len = acc.len();
+    let scale_at = code_bytes(bits, len);
+    let ap = acc.as_mut_ptr().add(8 * g0);
+    let mut regs = [_mm256_setzero_ps(); G];
+    for (k, r) in regs.iter_mut().enumerate() {
+        *r = _mm256_loadu_ps(ap.add(8 * k));
+    }
+    for (i, &weight) in weights.iter().enumerate() {
+        let block = blocks.as_ptr().add((first + i) * stride);
+        let w = _mm256_set1_ps(weight * block_scale(block, scale_at));
+        for (k, r) in regs.iter_mut().enumerate() {
+            let c = lookup::<BITS>(tables, codes8::<BITS>(block, len, g0 + k));
+            *r = _mm256_fmadd_ps(w, c, *r);
+        }
+    }
+    for (k, r) in regs.iter().enumerate() {
+        _mm256_storeu_ps(ap.add(8 * k), *r);
+    }
+}
