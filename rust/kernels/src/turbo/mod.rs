@@ -339,13 +339,3 @@ fn check_many(op: &str, bits: TurboBits, len: usize, have: usize, stride: usize,
         have
     );
 }
-
-/// Scores `n` positions: `out[i] = score(bits, q_rot, &blocks[i * block_stride..])`.
-pub fn score_many(bits: TurboBits, q_rot: &[f32], blocks: &[u8], block_stride: usize, n: usize, out: &mut [f32]) {
-    todo!()
-}
-
-/// `acc += sum_i weights[i] * dequantize_block_rotated(&blocks[i * block_stride..])`.
-pub fn accumulate_many(bits: TurboBits, acc: &mut [f32], weights: &[f32], blocks: &[u8], block_stride: usize) {
-    todo!()
-}
