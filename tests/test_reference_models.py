@@ -14,7 +14,8 @@ apply, by weight storage:
   a few flips move logits by up to 0.08 (measured on 6 seeds). QUANT_MAX_DIFF
   and QUANT_RMS_DIFF bound that; the ratio check below makes sure turbokv
   still reproduces the rounding rather than skipping it.
-- fp16 KV cache: the reference rounds keys and values to f16 after rope.
+- fp16 KV cache: the reference rounds keys and values to f16 after rope, and
+  FP16_REL_TOL allows for values that round to the other f16 neighbour.
 
 NOTE: ggml rounds activations to f16 (bf16) before products with F16 (BF16)
 weights, but turbokv keeps them in f32. The float tests therefore compare
@@ -33,8 +34,13 @@ N_THREADS = 2
 N_CTX = 64
 
 # Largest accepted |turbokv - reference| over the largest |reference logit|,
-# for float weights with an fp32 or fp16 cache.
+# for float weights with an fp32 cache (measured: below 1e-6).
 FLOAT_REL_TOL = 2e-5
+
+# The same with an fp16 cache. A key or value whose f32 value differs from
+# the reference's in the last bit can round to the neighbouring f16, which
+# moves it by 2^-11 of its size (measured: 4e-5 on one model).
+FP16_REL_TOL = 1e-4
 
 # Largest accepted |turbokv - reference| of any logit with quantized weights
 # (logits of these models reach about 4), and of a row's root mean square.
@@ -75,11 +81,11 @@ def tokens_for(path, n_tokens, seed=1):
     return random_tokens(n_vocab, n_tokens, seed=seed)
 
 
-def assert_float_match(ours, expected, label=""):
+def assert_float_match(ours, expected, label="", rel_tol=FLOAT_REL_TOL):
     assert ours.shape == expected.shape
     scale = np.abs(expected).max()
     rel = np.abs(ours - expected).max() / scale
-    assert rel < FLOAT_REL_TOL, f"{label}: max difference {rel:.2e} of the logit scale {scale:.3f}"
+    assert rel < rel_tol, f"{label}: max difference {rel:.2e} of the logit scale {scale:.3f}"
     np.testing.assert_array_equal(ours.argmax(axis=1), expected.argmax(axis=1), err_msg=label)
 
 
@@ -225,7 +231,7 @@ def test_fp16_cache_matches_reference(tmp_path, arch, weight_type):
 
     label = f"{arch} {weight_type} fp16 cache"
     if weight_type == "F32":
-        assert_float_match(ours, reference.forward(tokens, round_kv_to_f16=True), label)
+        assert_float_match(ours, reference.forward(tokens, round_kv_to_f16=True), label, FP16_REL_TOL)
     else:
         rounded = reference.forward(tokens, round_kv_to_f16=True, quantize_activations=True)
         unrounded = reference.forward(tokens, round_kv_to_f16=True)
