@@ -178,7 +178,7 @@ impl Config {
         let n_vocab = vocab_size(file, a)?;
 
         let layers = layer_attention(file, arch, a, n_layer, rope_theta, rope_scaling)?;
-        let attn_scale = 1.0 / (head_dim as f32).sqrt();
+        let attn_scale = attention_scale(arch, n_layer, n_embd, n_head, head_dim);
 
         Ok(Config {
             arch,
@@ -204,6 +204,16 @@ impl Config {
     pub fn gqa_ratio(&self) -> usize {
         self.n_head / self.n_kv_heads
     }
+}
+
+/// The factor applied to `q·k`: `1 / sqrt(head_dim)`, except that llama.cpp
+/// identifies Gemma 3 27B by its 62 layers and uses `1 / sqrt(n_embd / n_head)`
+/// there (integer division).
+fn attention_scale(arch: Arch, n_layer: usize, n_embd: usize, n_head: usize, head_dim: usize) -> f32 {
+    if arch == Arch::Gemma3 && n_layer == 62 {
+        return 1.0 / ((n_embd / n_head) as f32).sqrt();
+    }
+    1.0 / (head_dim as f32).sqrt()
 }
 
 fn rope_scaling(file: &GgufFile, a: &str) -> Result<RopeScaling> {
