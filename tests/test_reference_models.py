@@ -217,6 +217,19 @@ def test_linear_rope_scaling_matches_reference(tmp_path, arch, factor):
     assert_float_match(engine_logits(path, tokens), expected, f"{arch} factor {factor}")
 
 
+# Gemma 3 27B attention scale
+
+
+def test_gemma3_62_layers_scale_by_n_embd(tmp_path):
+    """llama.cpp treats a 62-layer Gemma 3 as the 27B and scales q by 1/sqrt(n_embd / n_head)."""
+    path, _ = build(tmp_path, "gemma3", n_layer=62, n_embd=64, n_head=4, n_kv_heads=2, head_dim=32, n_ff=64)
+    tokens = tokens_for(path, 8)
+    reference = ReferenceModel(path)
+    assert reference.hparams.attention_scale == 1 / 4
+
+    assert_float_match(engine_logits(path, tokens), reference.forward(tokens), "62-layer gemma3")
+
+
 # fp16 KV cache
 
 
