@@ -15,6 +15,13 @@ llama.cpp's (src/models/llama.cpp and src/models/gemma3.cpp):
 
 Both use output.weight when present and token_embd otherwise. Nothing here
 imports turbokv, so the tests can compare turbokv against it.
+
+With ``quantize_activations=True`` every matrix product first rounds its input
+rows the way ggml's CPU backend encodes them for the weight's type
+(``vec_dot_type`` in ggml-cpu.c): Q8_0 blocks for Q4_0, Q5_0 and Q8_0 weights,
+Q8_1 for Q4_1 and Q5_1, Q8_K for the K-quants, f16 for F16 and bf16 for BF16.
+The rounded rows are then multiplied in float64, so what remains between this
+and llama.cpp is summation order and the f16 rounding of Q8_1's block sum.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import gguf
 import numpy as np
+from gguf import GGMLQuantizationType
 
 # Rows of the output projection multiplied at once, so a 262144-token vocabulary
 # never needs a full float64 copy of the embedding matrix.
@@ -63,6 +71,13 @@ class ReferenceModel:
         self.metadata = read_metadata(reader)
         self.hparams = read_hparams(self.metadata)
         self.tensors = read_tensors(reader)
+        self.types = {tensor.name: GGMLQuantizationType(tensor.tensor_type) for tensor in reader.tensors}
+        # Block minimums [n_out, n_blocks] of Q4_1 and Q5_1 matrices, for the Q8_1 block-sum term.
+        self.block_mins = {
+            tensor.name: read_block_mins(tensor) for tensor in reader.tensors
+            if ACTIVATION_ENCODING.get(GGMLQuantizationType(tensor.tensor_type)) == GGMLQuantizationType.Q8_1
+        }
+        self.quantize_activations = False   # set by each forward call
 
     def weight(self, name: str) -> np.ndarray:
         return self.tensors[name]
@@ -70,15 +85,22 @@ class ReferenceModel:
     def layer(self, il: int, name: str) -> np.ndarray:
         return self.tensors[f"blk.{il}.{name}.weight"]
 
-    def output_weight(self) -> np.ndarray:
-        return self.tensors.get("output.weight", self.tensors["token_embd.weight"])
+    def output_name(self) -> str:
+        return "output.weight" if "output.weight" in self.tensors else "token_embd.weight"
 
-    def forward(self, tokens: Sequence[int], round_kv_to_f16: bool = False) -> np.ndarray:
+    def output_weight(self) -> np.ndarray:
+        return self.tensors[self.output_name()]
+
+    def forward(self, tokens: Sequence[int], round_kv_to_f16: bool = False,
+                quantize_activations: bool = False) -> np.ndarray:
         """Return float64 logits [len(tokens), n_vocab] for tokens at positions 0, 1, ...
 
         round_kv_to_f16 rounds keys and values to float16 after rope, the way
-        llama.cpp's default f16 KV cache stores them.
+        llama.cpp's default f16 KV cache stores them. quantize_activations
+        rounds the input of every matrix product as ggml does for the weight's
+        type (see the module docstring).
         """
+        self.quantize_activations = quantize_activations
         hp = self.hparams
         tokens = np.asarray(tokens, dtype=np.int64)
         if tokens.ndim != 1 or len(tokens) == 0:
@@ -98,7 +120,7 @@ class ReferenceModel:
                 x = self.llama_layer(il, x, positions, round_kv_to_f16)
 
         x = rms_norm(x, hp.rms_eps) * self.weight("output_norm.weight")
-        logits = project_in_steps(x, self.output_weight())
+        logits = self.matmul(x, self.output_name(), project_in_steps)
         if hp.final_logit_softcapping > 0.0:
             cap = hp.final_logit_softcapping
             logits = cap * np.tanh(logits / cap)
@@ -115,7 +137,7 @@ class ReferenceModel:
         k = rope_normal(k, positions, hp.n_rot, hp.rope_freq_base, hp.rope_freq_scale, freq_factors)
 
         attn = attention(q * hp.attention_scale, k, v, positions, window=0, round_kv_to_f16=round_kv_to_f16)
-        x = x + linear(attn, self.layer(il, "attn_output"))
+        x = x + self.project(attn, il, "attn_output")
 
         h = rms_norm(x, hp.rms_eps) * self.layer(il, "ffn_norm")
         return x + self.feed_forward(il, h, silu)
@@ -139,7 +161,7 @@ class ReferenceModel:
 
         window = hp.n_swa if local else 0
         attn = attention(q * hp.attention_scale, k, v, positions, window, round_kv_to_f16)
-        attn = linear(attn, self.layer(il, "attn_output"))
+        attn = self.project(attn, il, "attn_output")
         x = x + rms_norm(attn, hp.rms_eps) * self.layer(il, "post_attention_norm")
 
         h = rms_norm(x, hp.rms_eps) * self.layer(il, "ffn_norm")
@@ -150,9 +172,9 @@ class ReferenceModel:
         """Return q [T, n_head, head_dim_k], k [T, n_head_kv, head_dim_k], v [T, n_head_kv, head_dim_v]."""
         hp = self.hparams
         n_tokens = h.shape[0]
-        q = linear(h, self.layer(il, "attn_q"))
-        k = linear(h, self.layer(il, "attn_k"))
-        v = linear(h, self.layer(il, "attn_v"))
+        q = self.project(h, il, "attn_q")
+        k = self.project(h, il, "attn_k")
+        v = self.project(h, il, "attn_v")
         return (
             q.reshape(n_tokens, hp.n_head, hp.n_embd_head_k),
             k.reshape(n_tokens, hp.n_head_kv, hp.n_embd_head_k),
@@ -160,14 +182,142 @@ class ReferenceModel:
         )
 
     def feed_forward(self, il: int, h: np.ndarray, activation) -> np.ndarray:
-        gate = linear(h, self.layer(il, "ffn_gate"))
-        up = linear(h, self.layer(il, "ffn_up"))
-        return linear(activation(gate) * up, self.layer(il, "ffn_down"))
+        gate = self.project(h, il, "ffn_gate")
+        up = self.project(h, il, "ffn_up")
+        return self.project(activation(gate) * up, il, "ffn_down")
+
+    def project(self, x: np.ndarray, il: int, name: str) -> np.ndarray:
+        """Return x @ W.T for layer il's matrix `name`."""
+        return self.matmul(x, f"blk.{il}.{name}.weight")
+
+    def matmul(self, x: np.ndarray, weight_name: str, multiply=None) -> np.ndarray:
+        """Return x @ W.T for the named matrix, rounding x first if the forward pass asks.
+
+        `multiply(x, weight)` does the float64 product (linear by default).
+        """
+        multiply = multiply or linear
+        weight = self.tensors[weight_name]
+        if not self.quantize_activations:
+            return multiply(x, weight)
+
+        weight_type = self.types[weight_name]
+        out = multiply(round_like_vec_dot(x, weight_type), weight)
+        if weight_name in self.block_mins:
+            out += q8_1_sum_correction(x, self.block_mins[weight_name])
+        return out
 
 
-def forward(path: Union[str, Path], tokens: Sequence[int], round_kv_to_f16: bool = False) -> np.ndarray:
+def forward(path: Union[str, Path], tokens: Sequence[int], round_kv_to_f16: bool = False,
+            quantize_activations: bool = False) -> np.ndarray:
     """Load the GGUF file at `path` and return float64 logits [len(tokens), n_vocab]."""
-    return ReferenceModel(path).forward(tokens, round_kv_to_f16=round_kv_to_f16)
+    model = ReferenceModel(path)
+    return model.forward(tokens, round_kv_to_f16=round_kv_to_f16, quantize_activations=quantize_activations)
+
+
+# Activation rounding, as ggml's CPU backend encodes matrix-product inputs
+
+QK8 = 32        # elements per Q8_0 and Q8_1 block
+QK_K = 256      # elements per Q8_K block
+
+# ggml's vec_dot_type of each weight type (F32 keeps f32 activations).
+ACTIVATION_ENCODING = {
+    GGMLQuantizationType.F16: GGMLQuantizationType.F16,
+    GGMLQuantizationType.BF16: GGMLQuantizationType.BF16,
+    GGMLQuantizationType.Q4_0: GGMLQuantizationType.Q8_0,
+    GGMLQuantizationType.Q5_0: GGMLQuantizationType.Q8_0,
+    GGMLQuantizationType.Q8_0: GGMLQuantizationType.Q8_0,
+    GGMLQuantizationType.Q4_1: GGMLQuantizationType.Q8_1,
+    GGMLQuantizationType.Q5_1: GGMLQuantizationType.Q8_1,
+    GGMLQuantizationType.Q2_K: GGMLQuantizationType.Q8_K,
+    GGMLQuantizationType.Q3_K: GGMLQuantizationType.Q8_K,
+    GGMLQuantizationType.Q4_K: GGMLQuantizationType.Q8_K,
+    GGMLQuantizationType.Q5_K: GGMLQuantizationType.Q8_K,
+    GGMLQuantizationType.Q6_K: GGMLQuantizationType.Q8_K,
+}
+
+
+def round_like_vec_dot(x: np.ndarray, weight_type: GGMLQuantizationType) -> np.ndarray:
+    """Return the float64 values ggml multiplies when rows x meet a `weight_type` matrix.
+
+    The rows are first rounded to float32, the precision llama.cpp keeps
+    activations in, then encoded and decoded as the weight's vec_dot_type.
+    """
+    encoding = ACTIVATION_ENCODING.get(weight_type)
+    if encoding is None:
+        return x
+
+    rows = np.asarray(x, dtype=np.float32)
+    if encoding == GGMLQuantizationType.F16:
+        return rows.astype(np.float16).astype(np.float64)
+    if encoding == GGMLQuantizationType.BF16:
+        return round_to_bf16(rows)
+    if encoding == GGMLQuantizationType.Q8_K:
+        return round_to_q8_k(rows)
+    return round_to_q8_0(rows)
+
+
+def round_to_bf16(x: np.ndarray) -> np.ndarray:
+    """Round float32 values to bfloat16 (nearest, ties to even), as ggml_fp32_to_bf16 does for finite values."""
+    bits = x.view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return rounded.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def encode_q8_0(x: np.ndarray):
+    """Return (d float32 [n_blocks], q float64 [n_blocks, 32]) of float32 rows x, as Q8_0 and Q8_1 encode them.
+
+    d = amax / 127 and q = round(x / d), half away from zero, as ggml's
+    quantize_row_q8_0_ref. The blocks run along the flattened rows.
+    """
+    blocks = x.reshape(-1, QK8)
+    d = (np.abs(blocks).max(axis=-1) / np.float32(127.0)).astype(np.float32)
+    inverse = np.zeros_like(d)
+    np.divide(np.float32(1.0), d, out=inverse, where=d != 0)
+    scaled = blocks * inverse[:, None]
+    q = np.sign(scaled) * np.floor(np.abs(scaled).astype(np.float64) + 0.5)
+    return d, q
+
+
+def round_to_q8_0(x: np.ndarray) -> np.ndarray:
+    """Encode and decode blocks of 32 as Q8_0 and Q8_1 do; the decoded value uses d rounded to f16."""
+    d, q = encode_q8_0(x)
+    decoded = d.astype(np.float16).astype(np.float64)[:, None] * q
+    return decoded.reshape(x.shape)
+
+
+def q8_1_sum_correction(x: np.ndarray, block_mins: np.ndarray) -> np.ndarray:
+    """Return the part of a Q4_1 or Q5_1 product that round_to_q8_0 leaves out, [T, n_out].
+
+    ggml adds min * s per block, where s = f16(d * sum(q)) is stored with the
+    Q8_1 block, instead of min * f16(d) * sum(q). block_mins is [n_out, n_blocks].
+    """
+    rows = np.asarray(x, dtype=np.float32)
+    d, q = encode_q8_0(rows)
+    sum_q = q.sum(axis=-1).astype(np.float32)
+    stored_sum = (d * sum_q).astype(np.float16).astype(np.float64)
+    decoded_sum = d.astype(np.float16).astype(np.float64) * sum_q
+    delta = (stored_sum - decoded_sum).reshape(rows.shape[0], -1)
+    return delta @ block_mins.T.astype(np.float64)
+
+
+def round_to_q8_k(x: np.ndarray) -> np.ndarray:
+    """Encode and decode blocks of 256 as Q8_K does.
+
+    The element of largest magnitude (the first one on ties) maps to -127,
+    q = nearest_int(-127 / max * x) rounds half to even and is capped at 127,
+    and the float32 d = max / -127 decodes it.
+    """
+    blocks = x.reshape(-1, QK_K)
+    index = np.abs(blocks).argmax(axis=-1)
+    signed_max = blocks[np.arange(len(blocks)), index]
+
+    iscale = np.zeros_like(signed_max)
+    np.divide(np.float32(-127.0), signed_max, out=iscale, where=signed_max != 0)
+    q = np.minimum(np.rint(blocks * iscale[:, None]), 127.0)
+    d = np.zeros_like(iscale)
+    np.divide(np.float32(1.0), iscale, out=d, where=iscale != 0)
+    decoded = d.astype(np.float64)[:, None] * q.astype(np.float64)
+    return decoded.reshape(x.shape)
 
 
 # Building blocks
@@ -279,6 +429,18 @@ def read_metadata(reader: gguf.GGUFReader) -> Dict[str, object]:
         metadata[key] = field.contents()
     metadata["n_vocab"] = len(reader.fields["tokenizer.ggml.tokens"].data)
     return metadata
+
+
+def read_block_mins(tensor) -> np.ndarray:
+    """Return the f16 block minimums m of a Q4_1 or Q5_1 tensor as float32 [n_rows, n_blocks].
+
+    Both block layouts start with d and then m, each an f16.
+    """
+    block_size, block_bytes = gguf.GGML_QUANT_SIZES[GGMLQuantizationType(tensor.tensor_type)]
+    n_rows = int(np.prod(tensor.shape[1:]))
+    blocks = np.asarray(tensor.data, dtype=np.uint8).reshape(-1, block_bytes)
+    mins = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+    return mins.reshape(n_rows, int(tensor.shape[0]) // block_size)
 
 
 def read_tensors(reader: gguf.GGUFReader) -> Dict[str, np.ndarray]:

@@ -14,8 +14,8 @@ Weights are drawn from a seeded normal distribution and scaled by 1/sqrt(fan_in)
 so activations stay near unit scale and logits stay well conditioned.
 
 Matrices are stored in any of F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
-(encoded by gguf.quants) and Q4_K, Q5_K, Q6_K (encoded here, because gguf.quants
-only decodes K-quants). Norm weights are always F32.
+(encoded by gguf.quants) and Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (encoded here,
+because gguf.quants only decodes K-quants). Norm weights are always F32.
 """
 
 from __future__ import annotations
@@ -237,6 +237,8 @@ def add_weight(writer: gguf.GGUFWriter, name: str, values: np.ndarray,
 def quantize(values: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
     """Encode float32 rows as `qtype` blocks, returning uint8 [rows, bytes per row]."""
     k_quant_encoders = {
+        GGMLQuantizationType.Q2_K: encode_q2_k,
+        GGMLQuantizationType.Q3_K: encode_q3_k,
         GGMLQuantizationType.Q4_K: encode_q4_k,
         GGMLQuantizationType.Q5_K: encode_q5_k,
         GGMLQuantizationType.Q6_K: encode_q6_k,
@@ -251,7 +253,7 @@ def quantize(values: np.ndarray, qtype: GGMLQuantizationType) -> np.ndarray:
 
 
 # K-quant encoders. They follow the block layouts that gguf.quants decodes
-# (the same as ggml's block_q4_K, block_q5_K and block_q6_K) but pick scales by
+# (the same as ggml's block_q2_K ... block_q6_K) but pick scales by
 # plain min/max per sub-block rather than ggml's error-minimizing search.
 
 
@@ -325,6 +327,64 @@ def encode_q5_k(blocks: np.ndarray) -> np.ndarray:
     return np.concatenate(
         [f16_bytes(d), f16_bytes(dmin), pack_k_scales(sc, m), qh, pack_low_nibbles(q)], axis=1
     )
+
+
+def pack_2bit_quants(q: np.ndarray) -> np.ndarray:
+    """Pack 256 2-bit values into 64 bytes: element 128h + 32s + b sits in byte 32h + b, bits 2s."""
+    parts = (q & 0x03).reshape(-1, 2, 4, 32)
+    packed = parts[:, :, 0] | (parts[:, :, 1] << 2) | (parts[:, :, 2] << 4) | (parts[:, :, 3] << 6)
+    return packed.reshape(-1, 64)
+
+
+def encode_q2_k(blocks: np.ndarray) -> np.ndarray:
+    """Encode 16 sub-blocks of 16 as d * sc[s] * q - dmin * m[s], q in [0, 3], 4-bit sc and m."""
+    n_blocks = blocks.shape[0]
+    sub = blocks.reshape(n_blocks, 16, 16)
+    sub_min = np.minimum(sub.min(axis=-1), 0.0)
+    sub_scale = (sub.max(axis=-1) - sub_min) / 3.0
+
+    d = as_f16(sub_scale.max(axis=-1) / 15.0)
+    dmin = as_f16(-sub_min.min(axis=-1) / 15.0)
+    sc = np.clip(np.rint(safe_divide(sub_scale, d[:, None])), 0, 15).astype(np.uint8)
+    m = np.clip(np.rint(safe_divide(-sub_min, dmin[:, None])), 0, 15).astype(np.uint8)
+
+    step = d[:, None, None] * sc[..., None]
+    offset = dmin[:, None, None] * m[..., None]
+    q = np.clip(np.rint(safe_divide(sub + offset, step)), 0, 3).astype(np.uint8).reshape(n_blocks, QK_K)
+    return np.concatenate(
+        [sc | (m << 4), pack_2bit_quants(q), f16_bytes(d), f16_bytes(dmin)], axis=1
+    )
+
+
+def encode_q3_k(blocks: np.ndarray) -> np.ndarray:
+    """Encode 16 sub-blocks of 16 as d * (scale[s] - 32) * q, q in [-4, 3], 6-bit scales."""
+    n_blocks = blocks.shape[0]
+    sub = blocks.reshape(n_blocks, 16, 16)
+    sub_scale = np.abs(sub).max(axis=-1) / 4.0
+    d = as_f16(sub_scale.max(axis=-1) / 31.0)
+    scales = np.clip(np.rint(safe_divide(sub_scale, d[:, None])), 0, 31).astype(np.uint8)
+
+    step = d[:, None, None] * scales[..., None].astype(np.float32)
+    q = np.clip(np.rint(safe_divide(sub, step)), -4, 3).astype(np.int16).reshape(n_blocks, QK_K)
+
+    # Stored as 2 low bits in qs plus hmask bit j of byte b for element 32j + b;
+    # a set hmask bit means q = low bits, a clear one means q = low bits - 4.
+    stored = (q + 4).astype(np.uint8)
+    high = ((stored >> 2) & 1).reshape(n_blocks, 8, 32)
+    hmask = np.zeros((n_blocks, 32), dtype=np.uint8)
+    for j in range(8):
+        hmask |= high[:, j, :] << j
+
+    # Scale s (stored + 32) keeps its low 4 bits in byte s % 8, nibble s // 8,
+    # and its high 2 bits in byte 8 + s % 4, bit pair s // 4.
+    biased = scales + 32
+    low = biased & 0x0F
+    packed = np.zeros((n_blocks, 12), dtype=np.uint8)
+    packed[:, 0:8] = low[:, 0:8] | (low[:, 8:16] << 4)
+    top = (biased >> 4) & 0x03
+    for pair in range(4):
+        packed[:, 8:12] |= top[:, 4 * pair:4 * pair + 4] << (2 * pair)
+    return np.concatenate([hmask, pack_2bit_quants(stored), packed, f16_bytes(d)], axis=1)
 
 
 def encode_q6_k(blocks: np.ndarray) -> np.ndarray:

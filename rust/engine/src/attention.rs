@@ -193,6 +193,59 @@ mod tests {
         assert_eq!(s[0], Segment { slot: 0, len: 4 });
     }
 
+    /// Deterministic test vector: element `i` of the key or value at `pos` of `head`.
+    fn sample(pos: usize, head: usize, i: usize, salt: f32) -> f32 {
+        ((pos * 7 + head * 13 + i * 3) as f32 * 0.37 + salt).sin()
+    }
+
+    /// Softmax-weighted sum of values over `positions`, computed directly.
+    fn naive_attention(q: &[f32], head: usize, positions: std::ops::RangeInclusive<usize>, scale: f32) -> Vec<f32> {
+        let d = q.len();
+        let scores: Vec<f32> = positions
+            .clone()
+            .map(|p| (0..d).map(|i| q[i] * sample(p, head, i, 0.0)).sum::<f32>() * scale)
+            .collect();
+        let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f32 = weights.iter().sum();
+        let mut out = vec![0.0f32; d];
+        for (w, p) in weights.iter().zip(positions) {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o += w / total * sample(p, head, i, 0.5);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn wrapped_window_attends_last_positions() {
+        use crate::kv_cache::KvCache;
+
+        let (head_dim, n_kv_heads, window) = (8, 2, 3);
+        let mut cache = KvCache::new(16, KvType::F32, KvType::F32, n_kv_heads, head_dim, &[Some(window)]).unwrap();
+        let layer = &mut cache.layers[0];
+        let q: Vec<f32> = (0..head_dim).map(|i| 0.3 * i as f32 - 1.0).collect();
+        let mut scores = Vec::new();
+        let mut out = vec![0.0f32; head_dim];
+
+        for pos in 0..10 {
+            let slot = layer.slot(pos);
+            for head in 0..n_kv_heads {
+                let k: Vec<f32> = (0..head_dim).map(|i| sample(pos, head, i, 0.0)).collect();
+                let v: Vec<f32> = (0..head_dim).map(|i| sample(pos, head, i, 0.5)).collect();
+                layer.k.write(head, slot, &k);
+                layer.v.write(head, slot, &v);
+            }
+            for head in 0..n_kv_heads {
+                attend_head(layer, head, &q, pos, 0.5, &mut scores, &mut out);
+                let expected = naive_attention(&q, head, first_visible(pos, Some(window))..=pos, 0.5);
+                for (a, b) in out.iter().zip(&expected) {
+                    assert!((a - b).abs() < 1e-5, "pos {pos} head {head}: {out:?} vs {expected:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn first_visible_respects_window() {
         assert_eq!(first_visible(10, Some(4)), 7);

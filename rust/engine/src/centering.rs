@@ -12,7 +12,7 @@
 //! with an fp32 cache, once per loaded model, so they are the same for every
 //! session and every batching of the same tokens.
 
-use crate::config::{Arch, Config, RopeScaling};
+use crate::config::{Arch, Config, LayerAttention};
 
 /// A rope pair: dimensions `a` and `b` rotate by `omega * pos` radians.
 #[derive(Clone, Copy, Debug)]
@@ -22,15 +22,12 @@ pub struct RopePair {
     pub omega: f64,
 }
 
-/// The rope pairs of a layer with base `rope_theta`, matching
+/// The rope pairs of `layer`, matching
 /// `forward::rope_angles`.
-pub fn rope_pairs(c: &Config, rope_theta: f32, freq_factors: Option<&[f32]>) -> Vec<RopePair> {
-    let freq_scale = match c.rope_scaling {
-        RopeScaling::None => 1.0,
-        RopeScaling::Linear { factor } => 1.0 / factor as f64,
-    };
+pub fn rope_pairs(c: &Config, layer: &LayerAttention, freq_factors: Option<&[f32]>) -> Vec<RopePair> {
+    let freq_scale = layer.rope_freq_scale as f64;
     let half = c.n_rot / 2;
-    let theta_scale = (rope_theta as f64).powf(-2.0 / c.n_rot as f64);
+    let theta_scale = (layer.rope_theta as f64).powf(-2.0 / c.n_rot as f64);
     (0..half)
         .map(|i| {
             let ff = freq_factors.map_or(1.0, |f| f[i] as f64);

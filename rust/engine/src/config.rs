@@ -38,6 +38,9 @@ pub struct LayerAttention {
     /// `Some(w)`: a query at position p sees keys at positions `> p - w`.
     pub window: Option<usize>,
     pub rope_theta: f32,
+    /// Multiplier of rope positions: `1 / factor` under linear scaling. Gemma 3
+    /// local layers keep 1, as llama.cpp's `rope_freq_scale_train_swa` does.
+    pub rope_freq_scale: f32,
 }
 
 #[derive(Clone, Debug)]
@@ -174,8 +177,8 @@ impl Config {
         let rope_scaling = rope_scaling(file, a)?;
         let n_vocab = vocab_size(file, a)?;
 
-        let layers = layer_attention(file, arch, a, n_layer, rope_theta)?;
-        let attn_scale = 1.0 / (head_dim as f32).sqrt();
+        let layers = layer_attention(file, arch, a, n_layer, rope_theta, rope_scaling)?;
+        let attn_scale = attention_scale(arch, n_layer, n_embd, n_head, head_dim);
 
         Ok(Config {
             arch,
@@ -201,6 +204,16 @@ impl Config {
     pub fn gqa_ratio(&self) -> usize {
         self.n_head / self.n_kv_heads
     }
+}
+
+/// The factor applied to `q·k`: `1 / sqrt(head_dim)`, except that llama.cpp
+/// identifies Gemma 3 27B by its 62 layers and uses `1 / sqrt(n_embd / n_head)`
+/// there (integer division).
+fn attention_scale(arch: Arch, n_layer: usize, n_embd: usize, n_head: usize, head_dim: usize) -> f32 {
+    if arch == Arch::Gemma3 && n_layer == 62 {
+        return 1.0 / ((n_embd / n_head) as f32).sqrt();
+    }
+    1.0 / (head_dim as f32).sqrt()
 }
 
 fn rope_scaling(file: &GgufFile, a: &str) -> Result<RopeScaling> {
@@ -232,16 +245,23 @@ fn vocab_size(file: &GgufFile, a: &str) -> Result<usize> {
 
 /// Gemma 3 alternates sliding-window layers with a full-attention layer
 /// every `pattern` layers (6 unless the file says otherwise). Local layers
-/// use rope base 10 000; global layers use the file's `rope.freq_base`.
+/// use rope base 10 000 and no rope scaling; global layers use the file's
+/// `rope.freq_base` and `rope.scaling`.
 fn layer_attention(
     file: &GgufFile,
     arch: Arch,
     a: &str,
     n_layer: usize,
     rope_theta: f32,
+    rope_scaling: RopeScaling,
 ) -> Result<Vec<LayerAttention>> {
+    let rope_freq_scale = match rope_scaling {
+        RopeScaling::None => 1.0,
+        RopeScaling::Linear { factor } => 1.0 / factor,
+    };
+    let global = LayerAttention { window: None, rope_theta, rope_freq_scale };
     if arch != Arch::Gemma3 {
-        return Ok(vec![LayerAttention { window: None, rope_theta }; n_layer]);
+        return Ok(vec![global; n_layer]);
     }
     let window = bounded(file, &key(a, "attention.sliding_window"), 1, 1 << 24)?;
     let pattern = match file.get_u64(&key(a, "attention.sliding_window_pattern"))? {
@@ -253,9 +273,9 @@ fn layer_attention(
         .map(|il| {
             let local = il % pattern < pattern - 1;
             if local {
-                LayerAttention { window: Some(window), rope_theta: local_theta }
+                LayerAttention { window: Some(window), rope_theta: local_theta, rope_freq_scale: 1.0 }
             } else {
-                LayerAttention { window: None, rope_theta }
+                global
             }
         })
         .collect();

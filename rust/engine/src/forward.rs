@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use turbokv_kernels::ops;
 
 use crate::attention::attend_head;
-use crate::config::{Arch, Config, RopeScaling};
+use crate::config::{Arch, Config, LayerAttention};
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::matmul::matmul;
 use crate::model::Model;
@@ -92,13 +92,11 @@ fn rms_norm_rows_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
 ///
 /// The angle of pair `i` is `pos * theta^(-2i/n_rot)`, built by repeated
 /// multiplication in f32 as llama.cpp's rope cache does, divided by the
-/// file's per-pair frequency factor and scaled for linear rope scaling.
-pub fn rope_angles(c: &Config, rope_theta: f32, freq_factors: Option<&[f32]>, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
-    let freq_scale = match c.rope_scaling {
-        RopeScaling::None => 1.0,
-        RopeScaling::Linear { factor } => 1.0 / factor,
-    };
-    let theta_scale = rope_theta.powf(-2.0 / c.n_rot as f32);
+/// file's per-pair frequency factor and scaled by the layer's
+/// `rope_freq_scale` (linear rope scaling).
+pub fn rope_angles(c: &Config, layer: &LayerAttention, freq_factors: Option<&[f32]>, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+    let freq_scale = layer.rope_freq_scale;
+    let theta_scale = layer.rope_theta.powf(-2.0 / c.n_rot as f32);
     let mut theta = pos as f32;
     for i in 0..c.n_rot / 2 {
         let ff = freq_factors.map_or(1.0, |f| f[i]);
@@ -109,7 +107,7 @@ pub fn rope_angles(c: &Config, rope_theta: f32, freq_factors: Option<&[f32]>, po
     }
 }
 
-fn apply_rope(c: &Config, model: &Model, rope_theta: f32, n_past: usize, b: &mut Batch) {
+fn apply_rope(c: &Config, model: &Model, layer: &LayerAttention, n_past: usize, b: &mut Batch) {
     let d = c.head_dim;
     let neox = c.arch == Arch::Gemma3;
     let mut cos = vec![0.0f32; c.n_rot / 2];
@@ -118,7 +116,7 @@ fn apply_rope(c: &Config, model: &Model, rope_theta: f32, n_past: usize, b: &mut
     let q_dim = c.n_head * d;
     let kv_dim = c.n_kv_heads * d;
     for t in 0..b.n {
-        rope_angles(c, rope_theta, factors, n_past + t, &mut cos, &mut sin);
+        rope_angles(c, layer, factors, n_past + t, &mut cos, &mut sin);
         for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(d) {
             ops::rope(head, &cos, &sin, neox);
         }
@@ -142,7 +140,7 @@ fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCac
         rms_norm_rows_inplace(&mut b.k, kn, c.rms_eps);
     }
     subtract_centers(c, cache, b);
-    apply_rope(c, model, c.layers[il].rope_theta, n_past, b);
+    apply_rope(c, model, &c.layers[il], n_past, b);
 
     write_and_attend(model, cache, n_past, b);
 

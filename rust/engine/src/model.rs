@@ -200,7 +200,7 @@ fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
     let factors = model.weights.rope_freqs.as_deref();
     let mut centers = Vec::with_capacity(c.n_layer);
     for (il, layer) in session.cache.layers.iter().enumerate() {
-        let pairs = rope_pairs(c, c.layers[il].rope_theta, factors);
+        let pairs = rope_pairs(c, &c.layers[il], factors);
         let mut key = vec![0.0f64; c.n_kv_heads * d];
         let mut k = vec![0.0f32; d];
         for pos in 1..n {
