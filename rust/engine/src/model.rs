@@ -119,7 +119,7 @@ impl Session {
         let c = &model.config;
         let windows: Vec<Option<usize>> = c.layers.iter().map(|l| l.window).collect();
         let mut cache = KvCache::new(n_ctx, k_type, v_type, c.n_kv_heads, c.head_dim, &windows)?;
-        if matches!(k_type, KvType::Turbo(_)) {
+        if matches!(k_type, KvType::Turbo(_)) && std::env::var_os("TURBOKV_NO_CENTERING").is_none() {
             cache.set_centers(model.centers()?);
         }
         Ok(Session { model, cache, tokens: Vec::new() })

@@ -250,6 +250,7 @@ unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [
     let scale = match SCALE_RULE {
         ScaleRule::Norm => norm / (len as f32).sqrt(),
         ScaleRule::LeastSquares => reduce8(yc) / reduce8(cc),
+        ScaleRule::Unbiased => norm * norm / reduce8(yc),
     };
     write_scale(bits, out, len, scale);
 }

@@ -87,6 +87,13 @@ pub(crate) enum ScaleRule {
     Norm,
     /// `<y, c> / <c, c>`: minimizes `|y - scale * c|` for the chosen codes.
     LeastSquares,
+    /// `<y, y> / <y, c>`: makes `<y, scale * c> = <y, y>`, so a query along
+    /// the block's own direction scores exactly. Measured against
+    /// LeastSquares on Gemma 3 270M keys (400 tokens, KL from the fp32 cache):
+    /// 0.0381 vs 0.0379 at 4 bits and 0.0141 vs 0.0145 at 5 bits, no clear
+    /// winner, so LeastSquares stays.
+    #[allow(dead_code)]
+    Unbiased,
 }
 
 pub(crate) const SCALE_RULE: ScaleRule = ScaleRule::LeastSquares;

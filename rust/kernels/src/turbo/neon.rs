@@ -261,6 +261,7 @@ unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [
     let scale = match SCALE_RULE {
         ScaleRule::Norm => norm / (len as f32).sqrt(),
         ScaleRule::LeastSquares => reduce8(yc[0], yc[1]) / reduce8(cc[0], cc[1]),
+        ScaleRule::Unbiased => norm * norm / reduce8(yc[0], yc[1]),
     };
     write_scale(bits, out, len, scale);
 }

@@ -135,6 +135,10 @@ pub(crate) fn quantize_rotated(
             let cc = sum8(len, |i| value(i) * value(i));
             yc / cc
         }
+        ScaleRule::Unbiased => {
+            let yc = sum8(len, |i| y[i] * book.centroids[codes[i] as usize]);
+            norm * norm / yc
+        }
     }
 }
 
