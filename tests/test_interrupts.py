@@ -159,13 +159,13 @@ def rss_bytes() -> int:
 
 # Growth allowed over 1000 calls after warm-up: 20 KiB per call on average.
 # A leaked session (128 KiB of KV cache at n_ctx 256 here) exceeds it many
-# times over; a leak of one logits row (about 1 KiB) would not.
+# times over. A leak of one logits row (about 1 KiB) per call would not.
 RSS_GROWTH_LIMIT = 20 * 2**20
 
 
 def test_thousand_generations_keep_rss_flat(tmp_path):
-    # A tiny synthetic llama makes each call take well under a millisecond;
-    # the calls run the same session, generator and sampler code as a real model.
+    # A tiny synthetic llama makes each call take well under a millisecond.
+    # The calls run the same session, generator and sampler code as a real model.
     path = tmp_path / "tiny.gguf"
     write_llama(path, n_embd=64, n_layer=2, n_head=2, n_kv_heads=1, n_ff=128)
     model = turbokv.Model(path, n_ctx=256, n_threads=1, cache_type_k="fp32", cache_type_v="fp32")
