@@ -82,6 +82,23 @@ def test_interrupt_during_streaming_keeps_model_usable(smollm):
     assert again == expected
 
 
+def test_interrupt_stops_perplexity_between_chunks(smollm):
+    # Without a progress callback no Python code runs between chunks, so
+    # only the native module's signal check can end this call early.
+    text = turbokv.model.read_perplexity_text()[:40_000]
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+
+    started = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        smollm.perplexity(text, n_ctx=64)
+    seconds = time.perf_counter() - started
+
+    # The whole text takes about 150 chunks; the interrupt must land within a few.
+    assert seconds < 20, f"perplexity ran {seconds:.1f} s after the interrupt"
+    assert smollm.generate("Hi", max_tokens=1, temperature=0) is not None
+
+
 def test_four_threads_match_sequential(smollm):
     sequential = [smollm.generate_tokens(prompt, max_tokens=12, temperature=0).token_ids for prompt in PROMPTS]
 
