@@ -35,12 +35,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import gguf
 import pytest
 
+import turbokv
+
 import gguf_cases
 from gguf_cases import ARRAY, FLOAT32, INT32, STRING, UINT8, UINT32, Tensor, array_payload, gguf_string, kv_entry, u32
 from synthetic import write_gemma3, write_llama
 
 WORKER = Path(__file__).with_name("load_worker.py")
-PYTHON_PATH = str(Path(__file__).resolve().parents[1] / "python")
+# Child processes import the same turbokv as this process, installed or not.
+PYTHON_PATH = str(Path(turbokv.__file__).resolve().parents[1])
 
 MAX_SECONDS_PER_CASE = 1.0
 

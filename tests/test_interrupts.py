@@ -21,7 +21,8 @@ import pytest
 import turbokv
 from synthetic import write_llama
 
-PYTHON_PATH = str(Path(__file__).resolve().parents[1] / "python")
+# Child processes import the same turbokv as this process, installed or not.
+PYTHON_PATH = str(Path(turbokv.__file__).resolve().parents[1])
 
 PROMPTS = [
     "The capital of France is",
