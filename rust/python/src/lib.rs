@@ -38,9 +38,9 @@ fn to_py(err: Error) -> PyErr {
 /// Raises the exception that Python code run during a native call left set.
 ///
 /// pyo3-log restores an exception raised inside a logging call (such as the
-/// KeyboardInterrupt of a Ctrl-C that lands there) instead of returning it,
-/// so a call that logged must check before returning a value, which Python
-/// would otherwise reject with SystemError.
+/// KeyboardInterrupt of a Ctrl-C that lands there) instead of returning it.
+/// A call that logged must raise it, because Python rejects a return value
+/// with an exception set as SystemError.
 fn raise_pending(py: Python<'_>) -> PyResult<()> {
     match PyErr::take(py) {
         Some(err) => Err(err),
