@@ -35,6 +35,19 @@ fn to_py(err: Error) -> PyErr {
     }
 }
 
+/// Raises the exception that Python code run during a native call left set.
+///
+/// pyo3-log restores an exception raised inside a logging call (such as the
+/// KeyboardInterrupt of a Ctrl-C that lands there) instead of returning it.
+/// A call that logged must raise it, because Python rejects a return value
+/// with an exception set as SystemError.
+fn raise_pending(py: Python<'_>) -> PyResult<()> {
+    match PyErr::take(py) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
 fn kv_type(name: &str) -> PyResult<KvType> {
     KvType::from_name(name).map_err(to_py)
 }
@@ -101,7 +114,9 @@ impl PyModel {
             return Err(PyValueError::new_err(format!("n_threads must be >= 0 (0 uses every core), got {n_threads}")));
         }
         let p = path.clone();
-        let model = py.allow_threads(move || Model::load(&p, n_threads as usize)).map_err(to_py)?;
+        let model = py.allow_threads(move || Model::load(&p, n_threads as usize));
+        raise_pending(py)?;
+        let model = model.map_err(to_py)?;
         Ok(PyModel { inner: Arc::new(model), path })
     }
 
@@ -191,13 +206,19 @@ impl PyModel {
 
         let result = py.allow_threads(|| {
             let mut report = |done: usize, total: usize| -> turbokv_engine::Result<()> {
-                let Some(cb) = &progress else { return Ok(()) };
-                Python::with_gil(|py| match cb.call1(py, (done, total)) {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        callback_error = Some(e);
-                        Err(Error::InvalidArgument("the progress callback raised an exception".into()))
+                Python::with_gil(|py| {
+                    // Runs Python's signal handlers after each chunk, so Ctrl-C
+                    // raises KeyboardInterrupt here even without a callback.
+                    raise_pending(py)?;
+                    py.check_signals()?;
+                    match &progress {
+                        Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
+                        None => Ok(()),
                     }
+                })
+                .map_err(|e| {
+                    callback_error = Some(e);
+                    Error::InvalidArgument("perplexity stopped by a Python exception".into())
                 })
             };
             turbokv_engine::perplexity::perplexity(&model, &ids, n_ctx, k, v, &mut report)
@@ -205,6 +226,7 @@ impl PyModel {
         if let Some(e) = callback_error {
             return Err(e);
         }
+        raise_pending(py)?;
         let r = result.map_err(to_py)?;
 
         let d = PyDict::new(py);
@@ -326,7 +348,9 @@ impl PySession {
         let ids = check_tokens(&tokens, n_vocab)?;
         let wanted = if all_logits { LogitsWanted::From(0) } else { LogitsWanted::Last };
         let session = &mut self.inner;
-        let logits = py.allow_threads(|| session.eval(&ids, wanted)).map_err(to_py)?;
+        let logits = py.allow_threads(|| session.eval(&ids, wanted));
+        raise_pending(py)?;
+        let logits = logits.map_err(to_py)?;
         if all_logits {
             let rows = logits.len() / n_vocab;
             let array = numpy::ndarray::Array2::from_shape_vec((rows, n_vocab), logits)
@@ -471,7 +495,9 @@ impl PyGenerator {
         let mut session_ref = this.session.borrow_mut(py);
         let session = &mut session_ref.inner;
         let generation = &mut this.generation;
-        py.allow_threads(|| generation.step(session)).map_err(to_py)
+        let token = py.allow_threads(|| generation.step(session));
+        raise_pending(py)?;
+        token.map_err(to_py)
     }
 
     #[getter]
