@@ -41,7 +41,7 @@ Progress = Callable[[int, str], None]
 
 @dataclass
 class BenchSettings:
-    """What ``run_bench`` measures and how."""
+    """Settings of one ``run_bench`` call: KV types, depths, repetitions and perplexity size."""
 
     kv_types: List[str]
     #: Cache positions at which decode speed is timed.
@@ -212,7 +212,7 @@ def _fill_to(session: "_turbokv.Session", tokens: Sequence[int], depth: int) -> 
     if session.n_past > depth:
         # Only happens when a depth is below the previous depth plus its decode
         # steps, so that depth is measured slightly deeper than asked.
-        logger.info("session already holds %d tokens, past depth %d", session.n_past, depth)
+        logger.info("session contains %d tokens, more than depth %d; timing decode there", session.n_past, depth)
         return
     while session.n_past < depth:
         end = min(depth, session.n_past + FILL_BATCH)
