@@ -1,6 +1,6 @@
 """turbokv bench and turbokv ppl --kl-divergence on SmolLM2-135M, with small sizes.
 
-The module takes minutes on two busy cores, so it is marked slow."""
+Each test evaluates real text with two caches, so the module is marked slow."""
 
 import json
 
