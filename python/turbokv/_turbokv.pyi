@@ -33,6 +33,25 @@ def simd_path() -> str:
 def dequantize(type_name: str, data: bytes, n: int) -> npt.NDArray[np.float32]:
     """Dequantize ``n`` elements of GGML type ``type_name`` (for example ``"Q4_K"``)."""
 
+def matvec(type_name: str, weights: bytes, n_cols: int, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Multiply weight rows of GGML type ``type_name`` by ``x`` on one thread (for tests and benchmarks).
+
+    ``x`` is encoded in the type's activation format first (Q8_0, Q8_1 or
+    Q8_K for quantized weights), as the engine does for each token.
+    """
+
+class KvStore:
+    """One layer's key store of a KV cache, for timing writes (for tests and benchmarks)."""
+
+    def __init__(self, cache_type: str, n_kv_heads: int, head_dim: int, capacity: int) -> None: ...
+    @property
+    def row_bytes(self) -> int:
+        """Bytes one head vector occupies."""
+    def write(self, first_slot: int, rows: npt.NDArray[np.float32]) -> None:
+        """Store a flat float32 array of ``n_positions * n_kv_heads * head_dim`` values in slots ``first_slot..``."""
+    def raw_bytes(self) -> bytes:
+        """The stored bytes, ``[n_kv_heads][capacity][row_bytes]``."""
+
 class Model:
     """Weights and tokenizer of one GGUF file, shared by any number of sessions."""
 
@@ -81,6 +100,26 @@ class Model:
         chunk starts with BOS when the vocabulary adds one, and only its
         second half is scored. Returns ``ppl``, ``nll``, ``n_scored``,
         ``n_chunks``. ``progress(done, total)`` runs after each chunk.
+        """
+
+    def perplexity_kl(
+        self,
+        tokens: Sequence[int],
+        n_ctx: int,
+        cache_type_k: str,
+        cache_type_v: str,
+        base_type_k: str = "fp32",
+        base_type_v: str = "fp32",
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> dict:
+        """Score the chunks of ``perplexity`` with a base and a candidate KV cache side by side.
+
+        Returns ``ppl``, ``nll`` and ``chunk_ppl`` of the candidate, the same
+        with a ``_base`` suffix for the base, ``kl_divergence`` (mean
+        KL(base || candidate) per scored token, in nats) with
+        ``kl_divergence_stderr`` and ``kl_divergence_max``, ``top1_agreement``
+        (percent of scored positions whose most likely token agrees),
+        ``n_scored``, ``n_chunks``, ``n_ctx`` and the four type names.
         """
 
 class Session:

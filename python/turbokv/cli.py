@@ -1,4 +1,4 @@
-"""The ``turbokv`` command line: ``run``, ``chat``, ``ppl``, ``info`` and ``tokenize``.
+"""The ``turbokv`` command line: ``run``, ``chat``, ``ppl``, ``bench``, ``info`` and ``tokenize``.
 
 Exit codes: 0 on success, 1 for an error from turbokv or the file system
 (one line on stderr), 2 for invalid arguments, 130 after Ctrl-C.
@@ -9,15 +9,16 @@ import logging
 import math
 import os
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import click
 
 import turbokv
 from turbokv import _turbokv
+from turbokv.bench import BASE_TYPE, BenchSettings, count_steps, format_table, plot_report, run_bench
 from turbokv.demo import INSTALL_HINT, demo_model_path
 from turbokv.chat import ChatSession, load_chat_template, sampling_settings
-from turbokv.model import DEFAULT_KV_TYPE, GenerationResult, Model
+from turbokv.model import DEFAULT_KV_TYPE, GenerationResult, Model, read_perplexity_text
 
 logger = logging.getLogger(__name__)
 
@@ -354,6 +355,15 @@ class _ChunkProgressBar:
             self._bar.__exit__(None, None, None)
 
 
+kl_divergence_option = click.option(
+    "--kl-divergence", is_flag=True,
+    help=(
+        "Also score the text with an fp32 cache side by side and print the mean KL divergence of "
+        "the -k/-v cache's next-token distributions from it, in nats, and the top-1 agreement."
+    ),
+)
+
+
 @main.command()
 @model_argument
 @click.option(
@@ -367,9 +377,13 @@ class _ChunkProgressBar:
 @cache_type_k_option
 @cache_type_v_option
 @threads_option
+@kl_divergence_option
 @json_option
-def ppl(model, text_file, ctx, cache_type_k, cache_type_v, threads, as_json) -> None:
+def ppl(model, text_file, ctx, cache_type_k, cache_type_v, threads, kl_divergence, as_json) -> None:
     """Compute the perplexity of MODEL on a text, the way llama-perplexity does."""
+    if kl_divergence:
+        _ppl_with_kl_divergence(model, text_file, ctx, cache_type_k, cache_type_v, threads, as_json)
+        return
     llm = Model(
         _resolve_model_path(model), n_ctx=ctx, n_threads=threads, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
     )
@@ -391,6 +405,144 @@ def ppl(model, text_file, ctx, cache_type_k, cache_type_v, threads, as_json) -> 
         f"perplexity: {result.perplexity:.4f} ({result.n_scored} tokens scored in {result.n_chunks} chunks "
         f"of {result.n_ctx}, K {result.cache_type_k}, V {result.cache_type_v})"
     )
+
+
+
+def _ppl_with_kl_divergence(model, text_file, ctx, cache_type_k, cache_type_v, threads, as_json) -> None:
+    """Run ``turbokv ppl --kl-divergence``: both caches chunk by chunk, in one pass over the text."""
+    llm = _turbokv.Model(_resolve_model_path(model), threads)
+    if text_file is None:
+        text = read_perplexity_text()
+    else:
+        with open(text_file, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    tokens = llm.tokenize(text, add_special=True)
+    if len(tokens) < 2 * ctx:
+        raise turbokv.TurbokvError(
+            f"the text has {len(tokens)} tokens, but perplexity with --ctx {ctx} needs at least {2 * ctx}; "
+            "pass a longer text or a smaller --ctx"
+        )
+
+    progress = _ChunkProgressBar()
+    try:
+        result = llm.perplexity_kl(tokens, ctx, cache_type_k, cache_type_v, BASE_TYPE, BASE_TYPE, progress=progress)
+    finally:
+        progress.close()
+
+    if as_json:
+        _echo_json({"file": text_file, "n_tokens": len(tokens), **result})
+        return
+    click.echo(
+        f"perplexity: {result['ppl']:.4f} (K {cache_type_k}, V {cache_type_v}), "
+        f"{result['ppl_base']:.4f} ({BASE_TYPE} base), {result['n_scored']} tokens scored in "
+        f"{result['n_chunks']} chunks of {ctx}"
+    )
+    click.echo(
+        f"KL divergence from {BASE_TYPE}: {result['kl_divergence']:.6f} ± {result['kl_divergence_stderr']:.6f} nats "
+        f"(max {result['kl_divergence_max']:.6f}), top-1 agreement: {result['top1_agreement']:.2f}%"
+    )
+
+
+def _parse_depths(ctx, param, value: str) -> List[int]:
+    try:
+        depths = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers, e.g. 0,1024,4096") from None
+    if not depths or depths[0] < 0:
+        raise click.BadParameter(f"{value!r} must list at least one depth, each >= 0")
+    return depths
+
+
+def _parse_kv_types(ctx, param, value: str) -> List[str]:
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [name for name in names if name not in _turbokv.KV_TYPES]
+    if not names or unknown:
+        raise click.BadParameter(
+            f"invalid KV type(s) {', '.join(unknown) or repr(value)}; choose from {', '.join(_turbokv.KV_TYPES)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+class _StepProgressBar:
+    """``progress(steps, description)`` callback that draws a click progress bar on stderr."""
+
+    def __init__(self, length: int, label: str) -> None:
+        self._bar = click.progressbar(
+            length=length, label=label, file=click.get_text_stream("stderr"), item_show_func=lambda item: item,
+        )
+        self._bar.__enter__()
+
+    def __call__(self, steps: int, description: str) -> None:
+        self._bar.update(steps, description)
+
+    def close(self) -> None:
+        self._bar.__exit__(None, None, None)
+
+
+@main.command()
+@model_argument
+@click.option(
+    "-k", "--kv-types", "kv_types", default=",".join(_turbokv.KV_TYPES), show_default=True, callback=_parse_kv_types,
+    help="Comma-separated KV cache types to compare; each sets keys and values.",
+)
+@click.option(
+    "--depth", "depths", default="0,1024,4096,8192", show_default=True, callback=_parse_depths,
+    help="Comma-separated cache depths (tokens already cached) at which decode speed is timed.",
+)
+@click.option(
+    "--ctx", type=click.IntRange(min=4), default=512, show_default=True,
+    help="Tokens per perplexity chunk.",
+)
+@click.option(
+    "--chunks", type=click.IntRange(min=0), default=4, show_default=True,
+    help="Perplexity chunks of the shipped text to score (0 skips perplexity and KL divergence).",
+)
+@threads_option
+@click.option(
+    "--runs", type=click.IntRange(min=1), default=8, show_default=True,
+    help="Timed single-token decode steps per depth; the table shows their median rate.",
+)
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, writable=True), help="Write every number to this JSON file.")
+@click.option(
+    "--plot", "plot_file", type=click.Path(dir_okay=False, writable=True),
+    help='Draw decode speed and KV memory against depth into this PNG (needs: pip install "turbokv[plot]").',
+)
+def bench(model, kv_types, depths, ctx, chunks, threads, runs, json_file, plot_file) -> None:
+    """Compare KV cache types on MODEL: bytes, decode and prefill speed, perplexity and KL divergence.
+
+    Decode speed at depth D is the median over --runs single-token steps in a
+    session holding D tokens of the shipped text. Prefill speed is one batch
+    of 512 tokens from an empty cache. Perplexity and the KL divergence from
+    an fp32 cache use --chunks chunks of --ctx tokens of the shipped text.
+    Types that fail to run are skipped with their error.
+    """
+    settings = BenchSettings(
+        kv_types=kv_types, depths=depths, runs=runs, n_threads=threads, ppl_ctx=ctx, ppl_chunks=chunks,
+    )
+    if plot_file is not None:
+        _check_matplotlib()
+
+    progress = _StepProgressBar(count_steps(settings), "bench")
+    try:
+        report = run_bench(_resolve_model_path(model), settings, progress)
+    finally:
+        progress.close()
+
+    click.echo(format_table(report))
+    if json_file is not None:
+        with open(json_file, "w", encoding="utf-8") as handle:
+            json.dump(report.to_dict(), handle, indent=2)
+            handle.write("\n")
+    if plot_file is not None:
+        plot_report(report, plot_file)
+
+
+def _check_matplotlib() -> None:
+    """Fail before measuring, not after, when --plot cannot work."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise click.UsageError('--plot needs matplotlib; install it with: pip install "turbokv[plot]"') from None
 
 
 def _echo_facts(facts: dict, indent: int = 0) -> None:

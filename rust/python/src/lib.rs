@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use turbokv_engine::generate::Generation;
-use turbokv_engine::kv_cache::{KvType, KV_TYPE_NAMES};
+use turbokv_engine::kv_cache::{KvCache, KvType, KV_TYPE_NAMES};
 use turbokv_engine::model::{LogitsWanted, Model, Session};
 use turbokv_engine::sampler::{Sampler, SamplerConfig};
 use turbokv_engine::Error;
@@ -97,6 +97,120 @@ fn dequantize<'py>(py: Python<'py>, type_name: &str, data: &[u8], n: usize) -> P
     let mut out = vec![0.0f32; n];
     py.allow_threads(|| quants::dequantize_row(ty, data, &mut out));
     Ok(out.into_pyarray(py))
+}
+
+/// Multiplies the weight matrix `weights` (rows of `n_cols` elements of GGML
+/// type `type_name`) by `x` on one thread, the way the engine's matmul does
+/// one token: `x` is encoded as the type's activation format, then one dot
+/// product runs per row. For tests and benchmarks.
+#[pyfunction]
+fn matvec<'py>(
+    py: Python<'py>,
+    type_name: &str,
+    weights: &[u8],
+    n_cols: usize,
+    x: PyReadonlyArray1<'py, f32>,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let ty = ggml_type_by_name(type_name)?;
+    let row_bytes = ty.row_bytes(n_cols).filter(|&b| b > 0).ok_or_else(|| {
+        PyValueError::new_err(format!("n_cols={n_cols} is not a positive multiple of the {} block size {}", ty.name(), ty.block_size()))
+    })?;
+    if weights.len() % row_bytes != 0 {
+        return Err(PyValueError::new_err(format!(
+            "weights of {} bytes are not whole rows of {row_bytes} bytes ({n_cols} {} elements)",
+            weights.len(),
+            ty.name()
+        )));
+    }
+    let x = x.as_slice().map_err(|e| PyTypeError::new_err(e.to_string()))?;
+    if x.len() != n_cols {
+        return Err(PyValueError::new_err(format!("x has {} elements, expected n_cols={n_cols}", x.len())));
+    }
+    if ty == GgmlType::Q8K {
+        return Err(PyValueError::new_err("Q8_K is an activation format, not a weight format"));
+    }
+
+    let out = py.allow_threads(|| {
+        let act = encode_activations(ty, x);
+        weights.chunks_exact(row_bytes).map(|row| quants::vec_dot(ty, n_cols, row, &act)).collect::<Vec<f32>>()
+    });
+    Ok(out.into_pyarray(py))
+}
+
+/// `x` in the activation encoding that [`quants::vec_dot`] expects for
+/// weights of type `ty`.
+fn encode_activations(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    let act_type = ty.vec_dot_type();
+    if act_type == GgmlType::F32 {
+        return x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    }
+    let mut bytes = vec![0u8; act_type.row_bytes(x.len()).expect("the caller checked the block size")];
+    quants::quantize_row(act_type, x, &mut bytes);
+    bytes
+}
+
+/// One layer's key store of a KV cache, exposed so that benchmarks can time
+/// appending positions (the quantization on write) without a forward pass.
+#[pyclass(name = "KvStore", module = "turbokv._turbokv")]
+struct PyKvStore {
+    cache: KvCache,
+}
+
+#[pymethods]
+impl PyKvStore {
+    #[new]
+    fn new(cache_type: &str, n_kv_heads: usize, head_dim: usize, capacity: usize) -> PyResult<Self> {
+        if n_kv_heads == 0 || head_dim == 0 || capacity == 0 {
+            return Err(PyValueError::new_err(format!(
+                "n_kv_heads={n_kv_heads}, head_dim={head_dim} and capacity={capacity} must all be at least 1"
+            )));
+        }
+        let ty = kv_type(cache_type)?;
+        let cache = KvCache::new(capacity, ty, ty, n_kv_heads, head_dim, &[None]).map_err(to_py)?;
+        Ok(PyKvStore { cache })
+    }
+
+    /// Bytes one head vector occupies.
+    #[getter]
+    fn row_bytes(&self) -> usize {
+        self.cache.layers[0].k.row_bytes
+    }
+
+    /// Writes `rows`, a flat array of `n_positions * n_kv_heads * head_dim`
+    /// values in position, head, element order, into slots `first_slot..`.
+    fn write(&mut self, py: Python<'_>, first_slot: usize, rows: PyReadonlyArray1<'_, f32>) -> PyResult<()> {
+        let store = &mut self.cache.layers[0].k;
+        let (n_kv_heads, head_dim, capacity) = (store.n_kv_heads, store.head_dim, store.capacity);
+        let values = rows.as_slice().map_err(|e| PyTypeError::new_err(e.to_string()))?;
+        let position_len = n_kv_heads * head_dim;
+        if values.is_empty() || values.len() % position_len != 0 {
+            return Err(PyValueError::new_err(format!(
+                "rows has {} values, expected a positive multiple of n_kv_heads * head_dim = {position_len}",
+                values.len()
+            )));
+        }
+        let n_positions = values.len() / position_len;
+        if first_slot + n_positions > capacity {
+            return Err(PyValueError::new_err(format!(
+                "slots {first_slot}..{} do not fit the capacity of {capacity}",
+                first_slot + n_positions
+            )));
+        }
+
+        py.allow_threads(|| {
+            for (i, position) in values.chunks_exact(position_len).enumerate() {
+                for (head, x) in position.chunks_exact(head_dim).enumerate() {
+                    store.write(head, first_slot + i, x);
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The raw bytes of the store, `[n_kv_heads][capacity][row_bytes]`.
+    fn raw_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.cache.layers[0].k.raw_bytes())
+    }
 }
 
 #[pyclass(name = "Model", module = "turbokv._turbokv", frozen)]
@@ -202,32 +316,9 @@ impl PyModel {
         let ids = check_tokens(&tokens, self.inner.config.n_vocab)?;
         let (k, v) = (kv_type(cache_type_k)?, kv_type(cache_type_v)?);
         let model = Arc::clone(&self.inner);
-        let mut callback_error: Option<PyErr> = None;
-
-        let result = py.allow_threads(|| {
-            let mut report = |done: usize, total: usize| -> turbokv_engine::Result<()> {
-                Python::with_gil(|py| {
-                    // Runs Python's signal handlers after each chunk, so Ctrl-C
-                    // raises KeyboardInterrupt here even without a callback.
-                    raise_pending(py)?;
-                    py.check_signals()?;
-                    match &progress {
-                        Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
-                        None => Ok(()),
-                    }
-                })
-                .map_err(|e| {
-                    callback_error = Some(e);
-                    Error::InvalidArgument("perplexity stopped by a Python exception".into())
-                })
-            };
-            turbokv_engine::perplexity::perplexity(&model, &ids, n_ctx, k, v, &mut report)
-        });
-        if let Some(e) = callback_error {
-            return Err(e);
-        }
-        raise_pending(py)?;
-        let r = result.map_err(to_py)?;
+        let r = run_with_progress(py, progress.as_ref(), |report| {
+            turbokv_engine::perplexity::perplexity(&model, &ids, n_ctx, k, v, report)
+        })?;
 
         let d = PyDict::new(py);
         d.set_item("ppl", r.ppl)?;
@@ -240,6 +331,86 @@ impl PyModel {
         d.set_item("cache_type_v", v.name())?;
         Ok(d)
     }
+
+    /// Perplexity of a candidate and a base KV cache type on the same chunks,
+    /// with the KL divergence of the candidate's next-token distributions
+    /// from the base's and the top-1 agreement.
+    #[pyo3(signature = (tokens, n_ctx, cache_type_k, cache_type_v, base_type_k = "fp32", base_type_v = "fp32", progress = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn perplexity_kl<'py>(
+        &self,
+        py: Python<'py>,
+        tokens: Vec<i64>,
+        n_ctx: usize,
+        cache_type_k: &str,
+        cache_type_v: &str,
+        base_type_k: &str,
+        base_type_v: &str,
+        progress: Option<PyObject>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ids = check_tokens(&tokens, self.inner.config.n_vocab)?;
+        let candidate = (kv_type(cache_type_k)?, kv_type(cache_type_v)?);
+        let base = (kv_type(base_type_k)?, kv_type(base_type_v)?);
+        let model = Arc::clone(&self.inner);
+        let r = run_with_progress(py, progress.as_ref(), |report| {
+            turbokv_engine::perplexity::kl_divergence(&model, &ids, n_ctx, base, candidate, report)
+        })?;
+
+        let d = PyDict::new(py);
+        d.set_item("ppl", r.candidate.ppl)?;
+        d.set_item("nll", r.candidate.nll)?;
+        d.set_item("chunk_ppl", r.candidate.chunk_ppl)?;
+        d.set_item("ppl_base", r.base.ppl)?;
+        d.set_item("nll_base", r.base.nll)?;
+        d.set_item("chunk_ppl_base", r.base.chunk_ppl)?;
+        d.set_item("kl_divergence", r.kl_mean)?;
+        d.set_item("kl_divergence_stderr", r.kl_stderr)?;
+        d.set_item("kl_divergence_max", r.kl_max)?;
+        d.set_item("top1_agreement", 100.0 * r.top1_agreement)?;
+        d.set_item("n_scored", r.candidate.n_scored)?;
+        d.set_item("n_chunks", r.candidate.n_chunks)?;
+        d.set_item("n_ctx", n_ctx)?;
+        d.set_item("cache_type_k", candidate.0.name())?;
+        d.set_item("cache_type_v", candidate.1.name())?;
+        d.set_item("base_type_k", base.0.name())?;
+        d.set_item("base_type_v", base.1.name())?;
+        Ok(d)
+    }
+}
+
+/// Runs `work` without the GIL, passing it a `report(done, total)` that
+/// calls the Python `progress` callback. An exception from the callback
+/// stops `work` and is raised as it is.
+fn run_with_progress<T, F>(py: Python<'_>, progress: Option<&PyObject>, work: F) -> PyResult<T>
+where
+    T: Send,
+    F: Send + FnOnce(&mut dyn FnMut(usize, usize) -> turbokv_engine::Result<()>) -> turbokv_engine::Result<T>,
+{
+    let mut callback_error: Option<PyErr> = None;
+    let result = py.allow_threads(|| {
+        let mut report = |done: usize, total: usize| -> turbokv_engine::Result<()> {
+            Python::with_gil(|py| {
+                // Runs Python's signal handlers after each chunk, so Ctrl-C
+                // raises KeyboardInterrupt here even without a callback.
+                raise_pending(py)?;
+                py.check_signals()?;
+                match progress {
+                    Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
+                    None => Ok(()),
+                }
+            })
+            .map_err(|e| {
+                callback_error = Some(e);
+                Error::InvalidArgument("stopped by a Python exception".into())
+            })
+        };
+        work(&mut report)
+    });
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    raise_pending(py)?;
+    result.map_err(to_py)
 }
 
 fn crate_info<'py>(py: Python<'py>, model: &Model, path: &str) -> PyResult<Bound<'py, PyDict>> {
@@ -538,9 +709,11 @@ fn _turbokv(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ContextOverflowError", py.get_type::<ContextOverflowError>())?;
     m.add_function(wrap_pyfunction!(simd_path, m)?)?;
     m.add_function(wrap_pyfunction!(dequantize, m)?)?;
+    m.add_function(wrap_pyfunction!(matvec, m)?)?;
     m.add_class::<PyModel>()?;
     m.add_class::<PySession>()?;
     m.add_class::<PySampler>()?;
     m.add_class::<PyGenerator>()?;
+    m.add_class::<PyKvStore>()?;
     Ok(())
 }
