@@ -62,9 +62,10 @@ pub fn attend_head(
 
     scores.clear();
     scores.resize(n, 0.0);
-    score_keys(&layer.k, kv_head, q, segs, scores);
+    let d = layer.k.head_dim;
+    let key_scale = layer.key_scale.as_ref().map(|s| &s[kv_head * d..(kv_head + 1) * d]);
+    score_keys(&layer.k, kv_head, q, key_scale, segs, scores);
     if let Some(center) = &layer.key_center {
-        let d = layer.k.head_dim;
         add_key_center_scores(&layer.rope_pairs, q, &center[kv_head * d..(kv_head + 1) * d], lo, scores);
     }
     ops::scale(scores, scale);
@@ -74,7 +75,9 @@ pub fn attend_head(
     sum_values(&layer.v, kv_head, scores, segs, out);
 }
 
-fn score_keys(k: &Store, head: usize, q: &[f32], segs: &[Segment], scores: &mut [f32]) {
+/// `key_scale`, when set, multiplies the query before TurboQuant scoring,
+/// undoing the division applied to the stored keys.
+fn score_keys(k: &Store, head: usize, q: &[f32], key_scale: Option<&[f32]>, segs: &[Segment], scores: &mut [f32]) {
     let d = k.head_dim;
     let mut done = 0;
     match k.ty {
@@ -101,6 +104,9 @@ fn score_keys(k: &Store, head: usize, q: &[f32], segs: &[Segment], scores: &mut 
         KvType::Turbo(bits) => {
             let rows = k.byte_rows(head);
             let mut q_rot = q.to_vec();
+            if let Some(scale) = key_scale {
+                q_rot.iter_mut().zip(scale).for_each(|(x, s)| *x *= s);
+            }
             for span in &k.spans {
                 turbo::rotate(&mut q_rot[span.start..span.start + span.len]);
             }

@@ -8,7 +8,15 @@
 //! mean key before rope, and adds the exact contribution of `c` back to
 //! every score.
 //!
-//! The means come from a short fixed calibration text run through the model
+//! Centered keys are also divided, per rope pair, by `s` with
+//! `s^2 = sqrt(E|k - c|^2 / E|q|^2)` over the pair's two dimensions, and
+//! queries are multiplied by `s`, which leaves every score unchanged. This
+//! balances where queries and keys carry their energy: the error of a
+//! quantized score falls from `(sum a)(sum b)` to `(sum sqrt(a b))^2`, with
+//! `a` and `b` the query and key energies per pair. On Gemma 3 270M's
+//! calibration text that is 1.2x to 25x less error depending on the layer.
+//!
+//! The means and scales come from a short fixed calibration text run through the model
 //! with an fp32 cache, once per loaded model, so they are the same for every
 //! session and every batching of the same tokens.
 
@@ -42,6 +50,10 @@ pub fn rope_pairs(c: &Config, layer: &LayerAttention, freq_factors: Option<&[f32
 pub struct LayerCenter {
     /// Mean key before rope, `[n_kv_heads][head_dim]`.
     pub key: Vec<f32>,
+    /// Per-dimension divisor of the centered key, `[n_kv_heads][head_dim]`,
+    /// equal within each rope pair so that it commutes with rope. Queries
+    /// are multiplied by it, so scores are unchanged.
+    pub key_scale: Vec<f32>,
     /// The layer's rope pairs.
     pub pairs: Vec<RopePair>,
 }
@@ -87,4 +99,38 @@ pub fn add_key_center_scores(pairs: &[RopePair], q: &[f32], c: &[f32], lo: usize
         }
         start = end;
     }
+}
+
+/// Per-dimension key divisors for one KV head from the energies of its
+/// centered keys and of the queries that read it.
+///
+/// `key_energy[i]` and `query_energy[i]` are mean squares of dimension `i`.
+/// Dimensions of one rope pair share a divisor; dimensions rope leaves alone
+/// get their own. The divisors are clamped to a factor of 100 around their
+/// geometric mean, so a dimension that calibration barely exercised cannot
+/// be amplified without bound.
+pub fn key_scales(pairs: &[RopePair], key_energy: &[f64], query_energy: &[f64]) -> Vec<f32> {
+    let d = key_energy.len();
+    let mean_k = key_energy.iter().sum::<f64>() / d as f64;
+    let mean_q = query_energy.iter().sum::<f64>() / d as f64;
+    let t = |k: f64, q: f64| ((k + 1e-6 * mean_k + 1e-30) / (q + 1e-6 * mean_q + 1e-30)).sqrt();
+
+    let mut t_sq = vec![0.0f64; d];
+    let mut paired = vec![false; d];
+    for p in pairs {
+        let value = t(key_energy[p.a] + key_energy[p.b], query_energy[p.a] + query_energy[p.b]);
+        t_sq[p.a] = value;
+        t_sq[p.b] = value;
+        paired[p.a] = true;
+        paired[p.b] = true;
+    }
+    for i in 0..d {
+        if !paired[i] {
+            t_sq[i] = t(key_energy[i], query_energy[i]);
+        }
+    }
+
+    let log_mean = t_sq.iter().map(|x| x.ln()).sum::<f64>() / d as f64;
+    let (lo, hi) = (log_mean - 100f64.ln(), log_mean + 100f64.ln());
+    t_sq.iter().map(|x| (x.ln().clamp(lo, hi) - log_mean).exp().sqrt() as f32).collect()
 }

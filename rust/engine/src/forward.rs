@@ -52,12 +52,28 @@ impl Batch {
 /// Runs `tokens` at positions `n_past..` and returns the logits of batch
 /// rows `logits_from..` (`n_vocab` floats each).
 pub fn forward(model: &Model, cache: &mut KvCache, n_past: usize, tokens: &[u32], logits_from: usize) -> Vec<f32> {
+    forward_probed(model, cache, n_past, tokens, logits_from, None)
+}
+
+/// Receives each layer's queries and keys before rope and centering:
+/// `(layer, q [n][n_head * head_dim], k [n][n_kv_heads * head_dim])`.
+pub type Probe<'a> = &'a mut dyn FnMut(usize, &[f32], &[f32]);
+
+/// [`forward`] that shows each layer's queries and keys to `probe`.
+pub fn forward_probed(
+    model: &Model,
+    cache: &mut KvCache,
+    n_past: usize,
+    tokens: &[u32],
+    logits_from: usize,
+    mut probe: Option<Probe<'_>>,
+) -> Vec<f32> {
     let c = &model.config;
     let mut b = Batch::new(c, tokens.len());
 
     embed(model, tokens, &mut b.x);
     for (il, layer) in model.weights.layers.iter().enumerate() {
-        attention_block(model, il, layer, &mut cache.layers[il], n_past, &mut b);
+        attention_block(model, il, layer, &mut cache.layers[il], n_past, &mut b, &mut probe);
         ffn_block(model, layer, &mut b);
     }
     output(model, &b, logits_from)
@@ -126,7 +142,15 @@ fn apply_rope(c: &Config, model: &Model, layer: &LayerAttention, n_past: usize, 
     }
 }
 
-fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCache, n_past: usize, b: &mut Batch) {
+fn attention_block(
+    model: &Model,
+    il: usize,
+    layer: &Layer,
+    cache: &mut LayerCache,
+    n_past: usize,
+    b: &mut Batch,
+    probe: &mut Option<Probe<'_>>,
+) {
     let c = &model.config;
     let pool = &model.pool;
 
@@ -138,6 +162,9 @@ fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCac
     if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
         rms_norm_rows_inplace(&mut b.q, qn, c.rms_eps);
         rms_norm_rows_inplace(&mut b.k, kn, c.rms_eps);
+    }
+    if let Some(probe) = probe.as_mut() {
+        probe(il, &b.q, &b.k);
     }
     subtract_centers(c, cache, b);
     apply_rope(c, model, &c.layers[il], n_past, b);
@@ -151,13 +178,18 @@ fn attention_block(model: &Model, il: usize, layer: &Layer, cache: &mut LayerCac
     ops::add_inplace(&mut b.x, &b.proj);
 }
 
-/// Subtracts the layer's key centers from the batch's keys before rope,
-/// for TurboQuant key caches.
+/// Centers and scales the batch's keys before rope, for TurboQuant key
+/// caches: `k = (k - c) / s` (see `crate::centering`).
 fn subtract_centers(c: &Config, cache: &LayerCache, b: &mut Batch) {
     let kv_dim = c.n_kv_heads * c.head_dim;
     if let Some(center) = &cache.key_center {
         for row in b.k.chunks_exact_mut(kv_dim) {
             row.iter_mut().zip(center).for_each(|(x, m)| *x -= m);
+        }
+    }
+    if let Some(scale) = &cache.key_scale {
+        for row in b.k.chunks_exact_mut(kv_dim) {
+            row.iter_mut().zip(scale).for_each(|(x, s)| *x /= s);
         }
     }
 }

@@ -221,6 +221,8 @@ pub struct LayerCache {
     /// Pre-rope key centers `[n_kv_heads][head_dim]` subtracted before
     /// quantizing (TurboQuant keys only).
     pub key_center: Option<Vec<f32>>,
+    /// Per-dimension key divisors `[n_kv_heads][head_dim]`, set with the centers.
+    pub key_scale: Option<Vec<f32>>,
     /// The layer's rope pairs, for the key-center term of each score.
     pub rope_pairs: Vec<RopePair>,
 }
@@ -238,6 +240,10 @@ impl LayerCache {
     /// (center added back, rotated to `pos`). For tests and tools.
     pub fn read_key(&self, head: usize, pos: usize, out: &mut [f32]) {
         self.k.read(head, self.slot(pos), out);
+        if let Some(scale) = &self.key_scale {
+            let d = self.k.head_dim;
+            out.iter_mut().zip(&scale[head * d..(head + 1) * d]).for_each(|(x, s)| *x *= s);
+        }
         if let Some(center) = &self.key_center {
             let d = self.k.head_dim;
             let c = &center[head * d..(head + 1) * d];
@@ -291,6 +297,7 @@ impl KvCache {
                 v: Store::new(v_type, n_kv_heads, capacity, head_dim)?,
                 window,
                 key_center: None,
+                key_scale: None,
                 rope_pairs: Vec::new(),
             });
         }
@@ -309,6 +316,9 @@ impl KvCache {
         }
         for (layer, center) in self.layers.iter_mut().zip(centers) {
             layer.key_center = Some(center.key.clone());
+            if std::env::var_os("TURBOKV_NO_KEY_SCALE").is_none() {
+                layer.key_scale = Some(center.key_scale.clone());
+            }
             layer.rope_pairs = center.pairs.clone();
         }
     }
