@@ -1,0 +1,545 @@
+//! AVX2+FMA+F16C tile kernels: `R` weight rows times `T` activation rows
+//! per call, for the formats of the models we run (Q4_0, Q4_1, Q5_0, Q5_1,
+//! Q8_0, Q4_K, Q6_K).
+//!
+//! A tile unpacks each weight block once and multiplies it with the `T`
+//! activation blocks, and converts each binary16 scale once, with
+//! `vcvtph2ps`. Integer parts are exact as in `avx2.rs`, so results differ
+//! from the scalar reference only in the order of the f32 additions.
+//!
+//! Tiles at the edges of the matrix repeat the last valid row or token
+//! pointer and drop the duplicate results, so every kernel runs on full
+//! `R x T` tiles.
+
+use std::arch::x86_64::*;
+
+use super::GgmlType;
+use crate::f16::x86::cvtph_ps;
+
+/// Pointers and strides of one product, valid for the lengths that
+/// `super::check_gemm_lengths` enforces.
+#[derive(Clone, Copy)]
+pub struct Operands {
+    pub n_blocks: usize,
+    pub weights: *const u8,
+    pub row_bytes: usize,
+    pub n_rows: usize,
+    pub acts: *const u8,
+    pub act_row_bytes: usize,
+    pub n_tokens: usize,
+    pub out: *mut f32,
+    pub out_stride: usize,
+}
+
+/// Runs `kernel::<R, T>` over every tile: rows outside, tokens inside, so the
+/// `R` weight rows of a tile stay in L1 while the activations stream past.
+macro_rules! run_tiles {
+    ($kernel:ident, $r:expr, $t:expr, $ops:expr) => {{
+        const R: usize = $r;
+        const T: usize = $t;
+        let ops: Operands = $ops;
+        let ahead = PREFETCH_TILES * R * ops.row_bytes;
+        let mut r0 = 0;
+        while r0 < ops.n_rows {
+            let rows = (ops.n_rows - r0).min(R);
+            let mut w = [ops.weights; R];
+            for (r, ptr) in w.iter_mut().enumerate() {
+                *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
+            }
+            let mut t0 = 0;
+            while t0 < ops.n_tokens {
+                let tokens = (ops.n_tokens - t0).min(T);
+                let mut a = [ops.acts; T];
+                for (t, ptr) in a.iter_mut().enumerate() {
+                    *ptr = ops.acts.add((t0 + t.min(tokens - 1)) * ops.act_row_bytes);
+                }
+                let sums: [[f32; T]; R] = $kernel::<R, T>(ops.n_blocks, w, a, ahead);
+                for (r, row_sums) in sums.iter().enumerate().take(rows) {
+                    for (t, &sum) in row_sums.iter().enumerate().take(tokens) {
+                        *ops.out.add((t0 + t) * ops.out_stride + r0 + r) = sum;
+                    }
+                }
+                t0 += T;
+            }
+            r0 += R;
+        }
+    }};
+}
+
+/// Computes every product of `ops` if `ty` has a tile kernel, and returns
+/// whether it had one.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C, and `ops` must describe valid
+/// buffers of `ty` weights and `ty.vec_dot_type()` activations.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
+    // One token (decode) shares each activation block between 4 rows; a
+    // batch reuses each unpacked weight block for 4 tokens.
+    let single = ops.n_tokens == 1;
+    match ty {
+        GgmlType::Q8_0 if single => run_tiles!(tile_q8_0, 4, 1, ops),
+        GgmlType::Q8_0 => run_tiles!(tile_q8_0, 2, 4, ops),
+        GgmlType::Q4_0 if single => run_tiles!(tile_q4_0, 4, 1, ops),
+        GgmlType::Q4_0 => run_tiles!(tile_q4_0, 2, 4, ops),
+        GgmlType::Q5_0 if single => run_tiles!(tile_q5_0, 4, 1, ops),
+        GgmlType::Q5_0 => run_tiles!(tile_q5_0, 2, 4, ops),
+        GgmlType::Q4_1 if single => run_tiles!(tile_q4_1, 4, 1, ops),
+        GgmlType::Q4_1 => run_tiles!(tile_q4_1, 2, 4, ops),
+        GgmlType::Q5_1 if single => run_tiles!(tile_q5_1, 4, 1, ops),
+        GgmlType::Q5_1 => run_tiles!(tile_q5_1, 2, 4, ops),
+        GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
+        GgmlType::Q4K => run_tiles!(tile_q4_k, 2, 4, ops),
+        GgmlType::Q6K if single => run_tiles!(tile_q6_k, 4, 1, ops),
+        GgmlType::Q6K => run_tiles!(tile_q6_k, 2, 4, ops),
+        _ => return false,
+    }
+    true
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// How many row tiles ahead single-token kernels prefetch. They read `R`
+/// rows side by side, block by block, which hardware prefetchers follow
+/// poorly when rows are short (a Gemma 3 270M output row is 680 bytes).
+const PREFETCH_TILES: usize = 2;
+
+/// Prefetches the weights `ahead` bytes past `block` (the same block of the
+/// row `PREFETCH_TILES` tiles further down) when the kernel runs one token;
+/// batch kernels reuse each row for many tokens and skip it. The address
+/// may lie past the matrix: prefetches never fault.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prefetch_weights<const T: usize>(block: *const u8, ahead: usize) {
+    if T == 1 {
+        _mm_prefetch(block.wrapping_add(ahead) as *const i8, _MM_HINT_T0);
+    }
+}
+
+/// [`prefetch_weights`] for blocks longer than a cache line.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prefetch_block<const T: usize>(block: *const u8, ahead: usize, block_bytes: usize) {
+    let mut offset = 0;
+    while offset < block_bytes {
+        prefetch_weights::<T>(block.wrapping_add(offset), ahead);
+        offset += 64;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+/// The binary16 at `p` in all 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f16_splat(p: *const u8) -> __m256 {
+    let bits = std::ptr::read_unaligned(p as *const u16);
+    let wide = cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm256_broadcastss_ps(_mm256_castps256_ps128(wide))
+}
+
+/// The two consecutive binary16 values at `p` (a scale and an offset):
+/// the first in all 8 lanes, the second as a scalar.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f16_pair(p: *const u8) -> (__m256, f32) {
+    let bits = std::ptr::read_unaligned(p as *const u32);
+    let wide = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
+    let second = _mm_cvtss_f32(_mm_movehdup_ps(wide));
+    (_mm256_broadcastss_ps(wide), second)
+}
+
+/// The f32 at `p` in all 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f32_splat(p: *const u8) -> __m256 {
+    _mm256_set1_ps(std::ptr::read_unaligned(p as *const f32))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+    let sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
+    _mm_cvtss_f32(sum1)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_tile<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> [[f32; T]; R] {
+    let mut sums = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            sums[r][t] = hsum_ps(acc[r][t]);
+        }
+    }
+    sums
+}
+
+/// 16 packed bytes to 32 nibbles: lanes 0..16 are the low nibbles, lanes
+/// 16..32 the high ones (the Q4_0 element order).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+    let bytes = _mm_loadu_si128(p as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// All-ones bytes in lane `j` where bit `j` of the little-endian u32 at `p`
+/// is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bit_mask(p: *const u8) -> __m256i {
+    let bits = std::ptr::read_unaligned(p as *const u32);
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
+    );
+    let select = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select)
+}
+
+// ------------------------------------------------------------ legacy quants
+
+/// Q4_0 quants centered to -8..8.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn signed_q4_0(block: *const u8) -> __m256i {
+    _mm256_sub_epi8(unpack_nibbles(block.add(2)), _mm256_set1_epi8(8))
+}
+
+/// Q5_0 quants centered to -16..16: `q - 16` is the nibble with the upper
+/// four bits set wherever the fifth bit is clear.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn signed_q5_0(block: *const u8) -> __m256i {
+    let high = _mm256_andnot_si256(bit_mask(block.add(2)), _mm256_set1_epi8(0xf0u8 as i8));
+    _mm256_or_si256(unpack_nibbles(block.add(6)), high)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn signed_q8_0(block: *const u8) -> __m256i {
+    load(block.add(2))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q4_1(block: *const u8) -> __m256i {
+    unpack_nibbles(block.add(4))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q5_1(block: *const u8) -> __m256i {
+    let high = _mm256_and_si256(bit_mask(block.add(4)), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(unpack_nibbles(block.add(8)), high)
+}
+
+/// Tile kernel for weights with signed quants and one binary16 scale at
+/// offset 0, against Q8_0 activations: `sum_b d_w * d_a * sum(q_w * q_a)`.
+/// The signs move onto the activations so `_mm256_maddubs_epi16` sees
+/// `|q_w|` (weights may hold -128, activations lie in -127..=127).
+macro_rules! signed_tile {
+    ($name:ident, $block_bytes:expr, $unpack:ident) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name<const R: usize, const T: usize>(
+            n_blocks: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+            ahead: usize,
+        ) -> [[f32; T]; R] {
+            const ACT_BYTES: usize = 34;
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            for b in 0..n_blocks {
+                let mut y = [_mm256_setzero_si256(); T];
+                let mut dy = [_mm256_setzero_ps(); T];
+                for t in 0..T {
+                    let block = a[t].add(b * ACT_BYTES);
+                    y[t] = load(block.add(2));
+                    dy[t] = f16_splat(block);
+                }
+                for r in 0..R {
+                    let block = w[r].add(b * $block_bytes);
+                    prefetch_weights::<T>(block, ahead);
+                    let x = $unpack(block);
+                    let dx = f16_splat(block);
+                    let abs_x = _mm256_sign_epi8(x, x);
+                    for t in 0..T {
+                        let products = _mm256_maddubs_epi16(abs_x, _mm256_sign_epi8(y[t], x));
+                        let sumi = _mm256_madd_epi16(products, ones);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                    }
+                }
+            }
+            hsum_tile(&acc)
+        }
+    };
+}
+
+signed_tile!(tile_q4_0, 18, signed_q4_0);
+signed_tile!(tile_q5_0, 22, signed_q5_0);
+signed_tile!(tile_q8_0, 34, signed_q8_0);
+
+/// Tile kernel for weights with unsigned quants, a binary16 scale `d` and
+/// offset `m` at offsets 0 and 2, against Q8_1 activations:
+/// `sum_b d_w * d_a * sum(q_w * q_a) + m_w * s_a`.
+macro_rules! unsigned_tile {
+    ($name:ident, $block_bytes:expr, $unpack:ident) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name<const R: usize, const T: usize>(
+            n_blocks: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+            ahead: usize,
+        ) -> [[f32; T]; R] {
+            const ACT_BYTES: usize = 36;
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            let mut offsets = [[0.0f32; T]; R];
+            for b in 0..n_blocks {
+                let mut y = [_mm256_setzero_si256(); T];
+                let mut dy = [_mm256_setzero_ps(); T];
+                let mut sy = [0.0f32; T];
+                for t in 0..T {
+                    let block = a[t].add(b * ACT_BYTES);
+                    y[t] = load(block.add(4));
+                    let (d, s) = f16_pair(block);
+                    dy[t] = d;
+                    sy[t] = s;
+                }
+                for r in 0..R {
+                    let block = w[r].add(b * $block_bytes);
+                    prefetch_weights::<T>(block, ahead);
+                    let x = $unpack(block);
+                    let (dx, mx) = f16_pair(block);
+                    for t in 0..T {
+                        let sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y[t]), ones);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                        offsets[r][t] += mx * sy[t];
+                    }
+                }
+            }
+            let mut sums = hsum_tile(&acc);
+            for r in 0..R {
+                for t in 0..T {
+                    sums[r][t] += offsets[r][t];
+                }
+            }
+            sums
+        }
+    };
+}
+
+unsigned_tile!(tile_q4_1, 20, unsigned_q4_1);
+unsigned_tile!(tile_q5_1, 24, unsigned_q5_1);
+
+// ---------------------------------------------------------------- K-quants
+
+/// Q8_K block layout: f32 `d`, 256 quants, 16 i16 group sums.
+const Q8K_BYTES: usize = 292;
+const Q8K_QS: usize = 4;
+const Q8K_BSUMS: usize = 260;
+
+/// `_mm256_shuffle_epi8` masks: `WORD_SPLAT[g]` broadcasts i16 word `g` of
+/// each 128-bit lane to the whole lane.
+static WORD_SPLAT: [[u8; 32]; 8] = word_splat_masks();
+
+/// `PAIR_SPLAT[k]` broadcasts word `2k` in the low 128-bit lane and word
+/// `2k + 1` in the high lane: the scales of the two 16-element groups of a
+/// 32-byte Q6_K vector after `_mm256_maddubs_epi16`.
+static PAIR_SPLAT: [[u8; 32]; 4] = pair_splat_masks();
+
+const fn word_splat_masks() -> [[u8; 32]; 8] {
+    let mut masks = [[0u8; 32]; 8];
+    let mut g = 0;
+    while g < 8 {
+        let mut i = 0;
+        while i < 32 {
+            masks[g][i] = (2 * g + i % 2) as u8;
+            i += 1;
+        }
+        g += 1;
+    }
+    masks
+}
+
+const fn pair_splat_masks() -> [[u8; 32]; 4] {
+    let mut masks = [[0u8; 32]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut i = 0;
+        while i < 32 {
+            let word = 2 * k + i / 16;
+            masks[k][i] = (2 * word + i % 2) as u8;
+            i += 1;
+        }
+        k += 1;
+    }
+    masks
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn mask(bytes: &[u8; 32]) -> __m256i {
+    load(bytes.as_ptr())
+}
+
+/// Unpacks the 12 packed 6-bit scales and mins of a Q4_K block into 8
+/// bytes each (see `k4_scales_mins`), with 32-bit word operations.
+#[inline]
+fn k4_scales_mins_u64(p: *const u8) -> (u64, u64) {
+    // SAFETY: the caller passes a pointer to the 12 scale bytes of a block.
+    let word = |i: usize| unsafe { std::ptr::read_unaligned(p.add(4 * i) as *const u32) };
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let low6 = 0x3f3f_3f3f;
+    let scales_high = (u2 & 0x0f0f_0f0f) | (((u0 >> 6) & 0x0303_0303) << 4);
+    let mins_high = ((u2 >> 4) & 0x0f0f_0f0f) | (((u1 >> 6) & 0x0303_0303) << 4);
+    let scales = (u0 & low6) as u64 | (scales_high as u64) << 32;
+    let mins = (u1 & low6) as u64 | (mins_high as u64) << 32;
+    (scales, mins)
+}
+
+/// Q4_K against Q8_K: `d_w * d_a * sum_g scale_g * sum(q_w * q_a)` minus
+/// `dmin_w * d_a * sum_g min_g * bsum_pair_g`, where a 32-element group's
+/// bsum pair is the sum of its two 16-element Q8_K group sums.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_q4_k<const R: usize, const T: usize>(
+    n_blocks: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+    ahead: usize,
+) -> [[f32; T]; R] {
+    const BLOCK_BYTES: usize = 144;
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..n_blocks {
+        let mut dy = [_mm256_setzero_ps(); T];
+        let mut bsum_pairs = [_mm256_setzero_si256(); T];
+        for t in 0..T {
+            let block = a[t].add(b * Q8K_BYTES);
+            dy[t] = f32_splat(block);
+            let bsums = load(block.add(Q8K_BSUMS));
+            let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+            bsum_pairs[t] = _mm256_castsi128_si256(pairs);
+        }
+        for r in 0..R {
+            let block = w[r].add(b * BLOCK_BYTES);
+            prefetch_block::<T>(block, ahead, BLOCK_BYTES);
+            let (scales, mins) = k4_scales_mins_u64(block.add(4));
+            let scales16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
+            let scales16 = _mm256_broadcastsi128_si256(scales16);
+            // Upper 8 words are zero, so the upper half of each madd is too.
+            let mins16 = _mm256_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+            let (dx, dmin) = f16_pair(block);
+            let dmin = _mm256_set1_ps(dmin);
+
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for chunk in 0..4 {
+                let q = load(block.add(16 + 32 * chunk));
+                let low = _mm256_and_si256(q, low_nibbles);
+                let high = _mm256_and_si256(_mm256_srli_epi16(q, 4), low_nibbles);
+                let scale_low = _mm256_shuffle_epi8(scales16, mask(&WORD_SPLAT[2 * chunk]));
+                let scale_high = _mm256_shuffle_epi8(scales16, mask(&WORD_SPLAT[2 * chunk + 1]));
+                for t in 0..T {
+                    let y = a[t].add(b * Q8K_BYTES + Q8K_QS + 64 * chunk);
+                    let p_low = _mm256_maddubs_epi16(low, load(y));
+                    let p_high = _mm256_maddubs_epi16(high, load(y.add(32)));
+                    let s = _mm256_add_epi32(_mm256_madd_epi16(p_low, scale_low), _mm256_madd_epi16(p_high, scale_high));
+                    sumi[t] = _mm256_add_epi32(sumi[t], s);
+                }
+            }
+            for t in 0..T {
+                let min_sum = _mm256_madd_epi16(mins16, bsum_pairs[t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+                acc[r][t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy[t]), _mm256_cvtepi32_ps(min_sum), acc[r][t]);
+            }
+        }
+    }
+    hsum_tile(&acc)
+}
+
+/// Q6_K against Q8_K with the unsigned 6-bit quants: `d_w * d_a * (sum_g
+/// scale_g * sum(q_w * q_a) - 32 * sum_g scale_g * bsum_g)`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_q6_k<const R: usize, const T: usize>(
+    n_blocks: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+    ahead: usize,
+) -> [[f32; T]; R] {
+    const BLOCK_BYTES: usize = 210;
+    const QH: usize = 128;
+    const SCALES: usize = 192;
+    const D: usize = 208;
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let high_bits = _mm256_set1_epi8(0x30);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..n_blocks {
+        let mut dy = [_mm256_setzero_ps(); T];
+        for t in 0..T {
+            dy[t] = f32_splat(a[t].add(b * Q8K_BYTES));
+        }
+        for r in 0..R {
+            let block = w[r].add(b * BLOCK_BYTES);
+            prefetch_block::<T>(block, ahead, BLOCK_BYTES);
+            let scales8 = _mm_loadu_si128(block.add(SCALES) as *const __m128i);
+            let scales16 = _mm256_cvtepi8_epi16(scales8);
+            let dx = f16_splat(block.add(D));
+
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for t in 0..T {
+                let bsums = load(a[t].add(b * Q8K_BYTES + Q8K_BSUMS));
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
+                sumi[t] = _mm256_sub_epi32(sumi[t], offset);
+            }
+            for half in 0..2 {
+                let half_scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(if half == 0 {
+                    scales16
+                } else {
+                    _mm256_permute2x128_si256(scales16, scales16, 0x11)
+                }));
+                let ql0 = load(block.add(64 * half));
+                let ql1 = load(block.add(64 * half + 32));
+                let qh = load(block.add(QH + 32 * half));
+                let values = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, low_nibbles),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 4), high_bits),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, low_nibbles),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), high_bits),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibbles),
+                        _mm256_and_si256(qh, high_bits),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_bits),
+                    ),
+                ];
+                for (k, &value) in values.iter().enumerate() {
+                    let scale = _mm256_shuffle_epi8(half_scales, mask(&PAIR_SPLAT[k]));
+                    for t in 0..T {
+                        let y = a[t].add(b * Q8K_BYTES + Q8K_QS + 128 * half + 32 * k);
+                        let products = _mm256_maddubs_epi16(value, load(y));
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(products, scale));
+                    }
+                }
+            }
+            for t in 0..T {
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+            }
+        }
+    }
+    hsum_tile(&acc)
+}
