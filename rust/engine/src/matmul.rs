@@ -6,7 +6,7 @@
 //! reads each weight row once for all of them.
 
 use rayon::prelude::*;
-use turbokv_kernels::quants::{self, GgmlType};
+use turbokv_kernels::quants::{self, GemmShape, GgmlType};
 
 use crate::weights::Matrix;
 
@@ -70,26 +70,60 @@ pub fn matmul_encoded(pool: &rayon::ThreadPool, w: &Matrix, act: &Activations, o
     let n_out = w.n_out;
     let n_tokens = act.n_tokens;
     assert!(out.len() >= n_tokens * n_out);
-    let shared = SharedOut(out.as_mut_ptr());
-    let n_tasks = (n_out + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    let rows_per_task = rows_per_task(n_out, pool.current_num_threads());
+    let out = &mut out[..n_tokens * n_out];
 
+    if n_tokens == 1 {
+        let run = |(task, out): (usize, &mut [f32])| {
+            let r0 = task * rows_per_task;
+            quants::vec_dot_rows(w.ty, w.n_in, &w.bytes()[r0 * w.row_bytes..], w.row_bytes, act.row(0), out);
+        };
+        if n_out <= rows_per_task || pool.current_num_threads() == 1 {
+            out.chunks_mut(rows_per_task).enumerate().for_each(run);
+        } else {
+            pool.install(|| out.par_chunks_mut(rows_per_task).enumerate().for_each(run));
+        }
+        return;
+    }
+
+    let shared = SharedOut(out.as_mut_ptr());
+    let n_tasks = (n_out + rows_per_task - 1) / rows_per_task;
     let run = |task: usize| {
         let shared = shared;
-        let r0 = task * ROWS_PER_TASK;
-        let r1 = (r0 + ROWS_PER_TASK).min(n_out);
-        for r in r0..r1 {
-            let row = w.row(r);
-            for t in 0..n_tokens {
-                let v = quants::vec_dot(w.ty, w.n_in, row, act.row(t));
-                // SAFETY: (t, r) pairs are unique across tasks and in bounds.
-                unsafe { *shared.0.add(t * n_out + r) = v };
-            }
+        let r0 = task * rows_per_task;
+        let n_rows = rows_per_task.min(n_out - r0);
+        let shape = GemmShape {
+            n: w.n_in,
+            row_bytes: w.row_bytes,
+            n_rows,
+            act_row_bytes: act.row_bytes,
+            n_tokens,
+            out_stride: n_rows,
+        };
+        // The task's outputs are not contiguous in `out`, so the kernel
+        // writes them to a buffer first.
+        let mut tile = vec![0.0f32; n_tokens * n_rows];
+        quants::gemm(w.ty, shape, &w.bytes()[r0 * w.row_bytes..], &act.data, &mut tile);
+        for (t, values) in tile.chunks_exact(n_rows).enumerate() {
+            // SAFETY: rows r0..r0 + n_rows belong to this task alone, and
+            // `out` holds n_tokens * n_out floats.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), shared.0.add(t * n_out + r0), n_rows) };
         }
     };
-
     if n_tasks == 1 || pool.current_num_threads() == 1 {
         (0..n_tasks).for_each(run);
     } else {
         pool.install(|| (0..n_tasks).into_par_iter().for_each(run));
     }
+}
+
+/// Output rows per task: at least `MIN_ROWS_PER_TASK`, and few enough for
+/// about `TASKS_PER_THREAD` tasks per thread, so a thread slowed by other
+/// work on the machine can hand tasks to the others.
+fn rows_per_task(n_out: usize, n_threads: usize) -> usize {
+    const MIN_ROWS_PER_TASK: usize = 64;
+    const TASKS_PER_THREAD: usize = 8;
+    let per_task = n_out / (n_threads.max(1) * TASKS_PER_THREAD);
+    // Multiples of 4 keep whole 4-row kernel tiles inside a task.
+    (per_task.max(MIN_ROWS_PER_TASK) + 3) / 4 * 4
 }
