@@ -66,6 +66,125 @@ macro_rules! run_tiles {
     }};
 }
 
+/// Runs the batch kernel `kernel::<R, G>` over every tile of `R` rows by
+/// `4 * G` tokens, with the activation scales and offset terms of each group
+/// of 4 tokens prepared once (see [`prepare_batch`]).
+macro_rules! run_batch {
+    ($kernel:ident, $r:expr, $g:expr, $ops:expr, $sums:expr) => {{
+        const R: usize = $r;
+        const G: usize = $g;
+        let ops: Operands = $ops;
+        let prepared = prepare_batch(&ops, $sums);
+        let n_groups = (ops.n_tokens + 3) / 4;
+        let mut r0 = 0;
+        while r0 < ops.n_rows {
+            let rows = (ops.n_rows - r0).min(R);
+            let mut w = [ops.weights; R];
+            for (r, ptr) in w.iter_mut().enumerate() {
+                *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
+            }
+            let mut group0 = 0;
+            while group0 < n_groups {
+                let mut a = [[ops.acts; 4]; G];
+                let mut terms = [prepared.as_ptr(); G];
+                for g in 0..G {
+                    // Past the last group, repeat it.
+                    let group = (group0 + g).min(n_groups - 1);
+                    a[g] = token_tile(&ops, 4 * group);
+                    terms[g] = prepared.as_ptr().add(group * ops.n_blocks * 16);
+                }
+                let sums: [[[f32; 4]; G]; R] = $kernel::<R, G>(ops.n_blocks, w, a, terms);
+                let t0 = 4 * group0;
+                let tokens = (ops.n_tokens - t0).min(4 * G);
+                for (r, row_sums) in sums.iter().enumerate().take(rows) {
+                    for t in 0..tokens {
+                        *ops.out.add((t0 + t) * ops.out_stride + r0 + r) = row_sums[t / 4][t % 4];
+                    }
+                }
+                group0 += G;
+            }
+            r0 += R;
+        }
+    }};
+}
+
+/// Weight rows per batch tile.
+const BATCH_ROWS: usize = 2;
+/// Groups of 4 tokens per batch tile.
+const BATCH_GROUPS: usize = 2;
+
+/// Pointers to tokens `t0..t0 + 4`, repeating the last token past the end.
+unsafe fn token_tile(ops: &Operands, t0: usize) -> [*const u8; 4] {
+    let last = ops.n_tokens - 1;
+    let mut a = [ops.acts; 4];
+    for (t, ptr) in a.iter_mut().enumerate() {
+        *ptr = ops.acts.add((t0 + t).min(last) * ops.act_row_bytes);
+    }
+    a
+}
+
+/// The offset term a batch kernel needs from each activation block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ActSums {
+    /// None (Q8_0 weights).
+    None,
+    /// `d * sum(q)` of a Q8_0 block, for weights stored with a +8 or +16
+    /// bias (Q4_0, Q5_0).
+    Q8_0,
+    /// The stored `s` of a Q8_1 block, for weights with an offset `m`.
+    Q8_1,
+}
+
+/// For every tile of 4 tokens and every block: 8 floats `[d_0, d_1, d_2,
+/// d_3]` twice, then 8 floats of the offset terms in the same order, where
+/// `d_t` is token `t`'s block scale.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prepare_batch(ops: &Operands, sums: ActSums) -> Vec<f32> {
+    let block_bytes = if sums == ActSums::Q8_1 { 36 } else { 34 };
+    let n_tiles = (ops.n_tokens + 3) / 4;
+    let mut prepared = vec![0.0f32; n_tiles * ops.n_blocks * 16];
+    for (tile, terms) in prepared.chunks_exact_mut(ops.n_blocks * 16).enumerate() {
+        let a = token_tile(ops, 4 * tile);
+        for (b, block_terms) in terms.chunks_exact_mut(16).enumerate() {
+            for t in 0..4 {
+                let block = a[t].add(b * block_bytes);
+                let halves = std::ptr::read_unaligned(block as *const u32);
+                let pair = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(halves as i32)));
+                let mut values = [0.0f32; 4];
+                _mm_storeu_ps(values.as_mut_ptr(), pair);
+                let d = values[0];
+                let offset = match sums {
+                    ActSums::None => 0.0,
+                    ActSums::Q8_0 => d * sum_i8(block.add(2)) as f32,
+                    ActSums::Q8_1 => values[1],
+                };
+                block_terms[t] = d;
+                block_terms[t + 4] = d;
+                block_terms[t + 8] = offset;
+                block_terms[t + 12] = offset;
+            }
+        }
+    }
+    prepared
+}
+
+/// Sum of 32 signed bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_i8(p: *const u8) -> i32 {
+    let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), load(p));
+    hsum_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let sum4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let sum2 = _mm_add_epi32(sum4, _mm_unpackhi_epi64(sum4, sum4));
+    let sum1 = _mm_add_epi32(sum2, _mm_shuffle_epi32(sum2, 0b01));
+    _mm_cvtsi128_si32(sum1)
+}
+
 /// Computes every product of `ops` if `ty` has a tile kernel, and returns
 /// whether it had one.
 ///
@@ -79,15 +198,15 @@ pub unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
     let single = ops.n_tokens == 1;
     match ty {
         GgmlType::Q8_0 if single => run_tiles!(tile_q8_0, 4, 1, ops),
-        GgmlType::Q8_0 => run_tiles!(tile_q8_0, 2, 4, ops),
+        GgmlType::Q8_0 => run_batch!(batch_q8_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::None),
         GgmlType::Q4_0 if single => run_tiles!(tile_q4_0, 4, 1, ops),
-        GgmlType::Q4_0 => run_tiles!(tile_q4_0, 2, 4, ops),
+        GgmlType::Q4_0 => run_batch!(batch_q4_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q5_0 if single => run_tiles!(tile_q5_0, 4, 1, ops),
-        GgmlType::Q5_0 => run_tiles!(tile_q5_0, 2, 4, ops),
+        GgmlType::Q5_0 => run_batch!(batch_q5_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q4_1 if single => run_tiles!(tile_q4_1, 4, 1, ops),
-        GgmlType::Q4_1 => run_tiles!(tile_q4_1, 2, 4, ops),
+        GgmlType::Q4_1 => run_batch!(batch_q4_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q5_1 if single => run_tiles!(tile_q5_1, 4, 1, ops),
-        GgmlType::Q5_1 => run_tiles!(tile_q5_1, 2, 4, ops),
+        GgmlType::Q5_1 => run_batch!(batch_q5_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
         GgmlType::Q4K => run_tiles!(tile_q4_k, 2, 4, ops),
         GgmlType::Q6K if single => run_tiles!(tile_q6_k, 4, 1, ops),
@@ -340,6 +459,117 @@ macro_rules! unsigned_tile {
 
 unsigned_tile!(tile_q4_1, 20, unsigned_q4_1);
 unsigned_tile!(tile_q5_1, 24, unsigned_q5_1);
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q4_0(block: *const u8) -> __m256i {
+    unpack_nibbles(block.add(2))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q5_0(block: *const u8) -> __m256i {
+    let high = _mm256_and_si256(bit_mask(block.add(2)), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(unpack_nibbles(block.add(6)), high)
+}
+
+/// Sums of the 16 byte products of each 128-bit half for 4 tokens:
+/// `[t0, t1, t2, t3]` of elements 0..16, then of elements 16..32. The
+/// `_mm256_maddubs_epi16` pair sums must stay within +-8191 so that adding
+/// two of them cannot overflow i16 (unsigned quants up to 31 times
+/// activations in -127..=127 give at most 7874).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn token_sums_small(x: __m256i, y: &[__m256i; 4]) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let p01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x, y[0]), _mm256_maddubs_epi16(x, y[1]));
+    let p23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x, y[2]), _mm256_maddubs_epi16(x, y[3]));
+    _mm256_hadd_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones))
+}
+
+/// [`token_sums_small`] for signed quants of any size: the signs move onto
+/// the activations and the pair sums widen to i32 before any addition.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn token_sums_signed(x: __m256i, y: &[__m256i; 4]) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let abs_x = _mm256_sign_epi8(x, x);
+    let mut sums = [_mm256_setzero_si256(); 4];
+    for t in 0..4 {
+        sums[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_x, _mm256_sign_epi8(y[t], x)), ones);
+    }
+    _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]), _mm256_hadd_epi32(sums[2], sums[3]))
+}
+
+/// Adds the two 128-bit halves of each accumulator and scales the offset
+/// terms: `sums[r][g][t] = acc[r][g][t] + acc[r][g][t + 4] + coef *
+/// offsets[r][g][t]`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn finish_batch<const R: usize, const G: usize>(
+    acc: &[[__m256; G]; R],
+    offsets: &[[__m256; G]; R],
+    coef: f32,
+) -> [[[f32; 4]; G]; R] {
+    let mut sums = [[[0.0f32; 4]; G]; R];
+    for r in 0..R {
+        for g in 0..G {
+            let halves = _mm_add_ps(_mm256_castps256_ps128(acc[r][g]), _mm256_extractf128_ps(acc[r][g], 1));
+            let total = _mm_fmadd_ps(_mm_set1_ps(coef), _mm256_castps256_ps128(offsets[r][g]), halves);
+            _mm_storeu_ps(sums[r][g].as_mut_ptr(), total);
+        }
+    }
+    sums
+}
+
+/// Batch kernel over `R` rows and `G` groups of 4 tokens for weights with
+/// one binary16 scale `d` at offset 0 (and an offset `m` at 2 when
+/// `$has_m`). `terms[g]` points at group `g`'s prepared activation terms
+/// (see `prepare_batch`). The result is `sum_b d_w * d_a * dot(q_w, q_a) +
+/// coef * sum_b w_b * offset_b`, where `w_b` is `m` if present, else `d`.
+macro_rules! batch_kernel {
+    ($name:ident, $block_bytes:expr, $act_bytes:expr, $qs:expr, $unpack:ident, $sums:ident, $has_m:expr, $coef:expr) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name<const R: usize, const G: usize>(
+            n_blocks: usize,
+            w: [*const u8; R],
+            a: [[*const u8; 4]; G],
+            terms: [*const f32; G],
+        ) -> [[[f32; 4]; G]; R] {
+            let mut acc = [[_mm256_setzero_ps(); G]; R];
+            let mut offsets = [[_mm256_setzero_ps(); G]; R];
+            for b in 0..n_blocks {
+                for r in 0..R {
+                    let block = w[r].add(b * $block_bytes);
+                    let x = $unpack(block);
+                    let (dx, m) = f16_pair(block);
+                    for g in 0..G {
+                        let mut y = [_mm256_setzero_si256(); 4];
+                        for t in 0..4 {
+                            y[t] = load(a[g][t].add(b * $act_bytes + $qs));
+                        }
+                        let sums = $sums(x, &y);
+                        let dy = _mm256_loadu_ps(terms[g].add(16 * b));
+                        acc[r][g] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sums), acc[r][g]);
+                        let offset_terms = _mm256_loadu_ps(terms[g].add(16 * b + 8));
+                        if $has_m {
+                            offsets[r][g] = _mm256_fmadd_ps(_mm256_set1_ps(m), offset_terms, offsets[r][g]);
+                        } else if $coef != 0.0 {
+                            offsets[r][g] = _mm256_fmadd_ps(dx, offset_terms, offsets[r][g]);
+                        }
+                    }
+                }
+            }
+            finish_batch(&acc, &offsets, $coef)
+        }
+    };
+}
+
+batch_kernel!(batch_q4_0, 18, 34, 2, unsigned_q4_0, token_sums_small, false, -8.0);
+batch_kernel!(batch_q5_0, 22, 34, 2, unsigned_q5_0, token_sums_small, false, -16.0);
+batch_kernel!(batch_q8_0, 34, 34, 2, signed_q8_0, token_sums_signed, false, 0.0);
+batch_kernel!(batch_q4_1, 20, 36, 4, unsigned_q4_1, token_sums_small, true, 1.0);
+batch_kernel!(batch_q5_1, 24, 36, 4, unsigned_q5_1, token_sums_small, true, 1.0);
 
 // ---------------------------------------------------------------- K-quants
 
