@@ -2,17 +2,14 @@
 //!
 //! Activations are converted once per call to the weight type's
 //! `vec_dot_type` (8-bit blocks for quantized weights, as llama.cpp does),
-//! then output rows are split across the worker pool. A batch of tokens
-//! reads each weight row once for all of them.
+//! then output rows are split across the worker pool. One token runs the
+//! multi-row kernel `vec_dot_rows`; a batch runs `gemm`, which unpacks each
+//! weight block once for several tokens.
 
 use rayon::prelude::*;
 use turbokv_kernels::quants::{self, GemmShape, GgmlType};
 
 use crate::weights::Matrix;
-
-/// Output rows handed to one task: large enough to amortize dispatch,
-/// small enough to balance two to a few dozen threads.
-const ROWS_PER_TASK: usize = 64;
 
 /// Activations of `n_tokens` rows encoded for dot products with `ty` weights.
 pub struct Activations {
@@ -26,26 +23,55 @@ pub struct Activations {
 impl Activations {
     /// Encodes `x` (`n_tokens` rows of `n` floats) for weights of type `ty`.
     pub fn encode(ty: GgmlType, x: &[f32], n: usize) -> Activations {
-        let act_ty = ty.vec_dot_type();
-        let n_tokens = x.len() / n;
-        let row_bytes = act_ty.row_bytes(n).expect("activation length fits the block size");
-        let mut data = vec![0u8; row_bytes * n_tokens];
-        for t in 0..n_tokens {
-            let src = &x[t * n..(t + 1) * n];
-            let dst = &mut data[t * row_bytes..(t + 1) * row_bytes];
-            if act_ty == GgmlType::F32 {
-                for (chunk, v) in dst.chunks_exact_mut(4).zip(src) {
-                    chunk.copy_from_slice(&v.to_le_bytes());
-                }
-            } else {
-                quants::quantize_row(act_ty, src, dst);
-            }
+        let mut act = Activations::alloc(ty, x.len() / n, n);
+        let row_bytes = act.row_bytes;
+        for (src, dst) in x.chunks_exact(n).zip(act.data.chunks_exact_mut(row_bytes)) {
+            encode_row(act.ty, src, dst);
         }
-        Activations { ty: act_ty, n, n_tokens, row_bytes, data }
+        act
+    }
+
+    /// [`Activations::encode`] with the rows spread over `pool`, for prompts.
+    pub fn encode_on(pool: &rayon::ThreadPool, ty: GgmlType, x: &[f32], n: usize) -> Activations {
+        let n_tokens = x.len() / n;
+        if n_tokens < MIN_TOKENS_TO_SPLIT_ENCODING || pool.current_num_threads() == 1 {
+            return Activations::encode(ty, x, n);
+        }
+        let mut act = Activations::alloc(ty, n_tokens, n);
+        let (act_ty, row_bytes) = (act.ty, act.row_bytes);
+        pool.install(|| {
+            x.par_chunks_exact(n)
+                .zip(act.data.par_chunks_exact_mut(row_bytes))
+                .with_min_len(MIN_TOKENS_TO_SPLIT_ENCODING / 2)
+                .for_each(|(src, dst)| encode_row(act_ty, src, dst));
+        });
+        act
+    }
+
+    fn alloc(ty: GgmlType, n_tokens: usize, n: usize) -> Activations {
+        let act_ty = ty.vec_dot_type();
+        let row_bytes = act_ty.row_bytes(n).expect("activation length fits the block size");
+        Activations { ty: act_ty, n, n_tokens, row_bytes, data: vec![0u8; row_bytes * n_tokens] }
     }
 
     pub fn row(&self, t: usize) -> &[u8] {
         &self.data[t * self.row_bytes..(t + 1) * self.row_bytes]
+    }
+}
+
+/// Batches below this many tokens are encoded on the calling thread: the
+/// pool's dispatch costs more than quantizing a few rows.
+const MIN_TOKENS_TO_SPLIT_ENCODING: usize = 16;
+
+/// Encodes one row of activations as `act_ty` (F32 bytes or an 8-bit
+/// quantization).
+fn encode_row(act_ty: GgmlType, src: &[f32], dst: &mut [u8]) {
+    if act_ty == GgmlType::F32 {
+        for (chunk, v) in dst.chunks_exact_mut(4).zip(src) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+    } else {
+        quants::quantize_row(act_ty, src, dst);
     }
 }
 
@@ -61,7 +87,7 @@ unsafe impl Sync for SharedOut {}
 /// `x` holds `n_tokens` rows of `w.n_in` floats; `out` has room for
 /// `n_tokens * w.n_out` floats.
 pub fn matmul(pool: &rayon::ThreadPool, w: &Matrix, x: &[f32], out: &mut [f32]) {
-    let act = Activations::encode(w.ty, x, w.n_in);
+    let act = Activations::encode_on(pool, w.ty, x, w.n_in);
     matmul_encoded(pool, w, &act, out);
 }
 
