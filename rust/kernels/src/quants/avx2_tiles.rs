@@ -13,58 +13,8 @@
 
 use std::arch::x86_64::*;
 
-use super::GgmlType;
+use super::{GgmlType, Operands};
 use crate::f16::x86::cvtph_ps;
-
-/// Pointers and strides of one product, valid for the lengths that
-/// `super::check_gemm_lengths` enforces.
-#[derive(Clone, Copy)]
-pub struct Operands {
-    pub n_blocks: usize,
-    pub weights: *const u8,
-    pub row_bytes: usize,
-    pub n_rows: usize,
-    pub acts: *const u8,
-    pub act_row_bytes: usize,
-    pub n_tokens: usize,
-    pub out: *mut f32,
-    pub out_stride: usize,
-}
-
-/// Runs `kernel::<R, T>` over every tile: rows outside, tokens inside, so the
-/// `R` weight rows of a tile stay in L1 while the activations stream past.
-macro_rules! run_tiles {
-    ($kernel:ident, $r:expr, $t:expr, $ops:expr) => {{
-        const R: usize = $r;
-        const T: usize = $t;
-        let ops: Operands = $ops;
-        let ahead = PREFETCH_TILES * R * ops.row_bytes;
-        let mut r0 = 0;
-        while r0 < ops.n_rows {
-            let rows = (ops.n_rows - r0).min(R);
-            let mut w = [ops.weights; R];
-            for (r, ptr) in w.iter_mut().enumerate() {
-                *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
-            }
-            let mut t0 = 0;
-            while t0 < ops.n_tokens {
-                let tokens = (ops.n_tokens - t0).min(T);
-                let mut a = [ops.acts; T];
-                for (t, ptr) in a.iter_mut().enumerate() {
-                    *ptr = ops.acts.add((t0 + t.min(tokens - 1)) * ops.act_row_bytes);
-                }
-                let sums: [[f32; T]; R] = $kernel::<R, T>(ops.n_blocks, w, a, ahead);
-                for (r, row_sums) in sums.iter().enumerate().take(rows) {
-                    for (t, &sum) in row_sums.iter().enumerate().take(tokens) {
-                        *ops.out.add((t0 + t) * ops.out_stride + r0 + r) = sum;
-                    }
-                }
-                t0 += T;
-            }
-            r0 += R;
-        }
-    }};
-}
 
 /// Runs the batch kernel `kernel::<R, G>` over every tile of `R` rows by
 /// `4 * G` tokens, with the activation scales and offset terms of each group
@@ -192,7 +142,7 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 /// The CPU must support AVX2, FMA and F16C, and `ops` must describe valid
 /// buffers of `ty` weights and `ty.vec_dot_type()` activations.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
+pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
     // One token (decode) shares each activation block between 4 rows; a
     // batch reuses each unpacked weight block for 4 tokens.
     let single = ops.n_tokens == 1;
@@ -218,14 +168,9 @@ pub unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
 
 // ------------------------------------------------------------------ helpers
 
-/// How many row tiles ahead single-token kernels prefetch. They read `R`
-/// rows side by side, block by block, which hardware prefetchers follow
-/// poorly when rows are short (a Gemma 3 270M output row is 680 bytes).
-const PREFETCH_TILES: usize = 2;
-
 /// Prefetches the weights `ahead` bytes past `block` (the same block of the
-/// row `PREFETCH_TILES` tiles further down) when the kernel runs one token;
-/// batch kernels reuse each row for many tokens and skip it. The address
+/// row `super::PREFETCH_TILES` tiles further down) when the kernel runs one
+/// token; batch kernels reuse each row for many tokens and skip it. The address
 /// may lie past the matrix: prefetches never fault.
 #[inline]
 #[target_feature(enable = "avx2,fma")]

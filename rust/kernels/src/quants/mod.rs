@@ -7,12 +7,70 @@
 
 mod blocks;
 mod scalar;
+
+/// Pointers and strides of one product, valid for the lengths that
+/// `check_gemm_lengths` enforces.
+#[derive(Clone, Copy)]
+struct Operands {
+    n_blocks: usize,
+    weights: *const u8,
+    row_bytes: usize,
+    n_rows: usize,
+    acts: *const u8,
+    act_row_bytes: usize,
+    n_tokens: usize,
+    out: *mut f32,
+    out_stride: usize,
+}
+
+/// Runs `kernel::<R, T>` over every tile: rows outside, tokens inside, so the
+/// `R` weight rows of a tile stay in L1 while the activations stream past.
+macro_rules! run_tiles {
+    ($kernel:ident, $r:expr, $t:expr, $ops:expr) => {{
+        const R: usize = $r;
+        const T: usize = $t;
+        let ops: $crate::quants::Operands = $ops;
+        let ahead = $crate::quants::PREFETCH_TILES * R * ops.row_bytes;
+        let mut r0 = 0;
+        while r0 < ops.n_rows {
+            let rows = (ops.n_rows - r0).min(R);
+            let mut w = [ops.weights; R];
+            for (r, ptr) in w.iter_mut().enumerate() {
+                *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
+            }
+            let mut t0 = 0;
+            while t0 < ops.n_tokens {
+                let tokens = (ops.n_tokens - t0).min(T);
+                let mut a = [ops.acts; T];
+                for (t, ptr) in a.iter_mut().enumerate() {
+                    *ptr = ops.acts.add((t0 + t.min(tokens - 1)) * ops.act_row_bytes);
+                }
+                let sums: [[f32; T]; R] = $kernel::<R, T>(ops.n_blocks, w, a, ahead);
+                for (r, row_sums) in sums.iter().enumerate().take(rows) {
+                    for (t, &sum) in row_sums.iter().enumerate().take(tokens) {
+                        *ops.out.add((t0 + t) * ops.out_stride + r0 + r) = sum;
+                    }
+                }
+                t0 += T;
+            }
+            r0 += R;
+        }
+    }};
+}
+
+/// How many row tiles ahead single-token kernels prefetch. They read `R`
+/// rows side by side, block by block, which hardware prefetchers follow
+/// poorly when rows are short (a Gemma 3 270M output row is 680 bytes).
+const PREFETCH_TILES: usize = 2;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_tiles;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_tiles;
 #[cfg(test)]
 mod tests;
 
@@ -365,7 +423,7 @@ pub fn gemm_with(isa: Isa, ty: GgmlType, shape: GemmShape, weights: &[u8], acts:
 
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 && crate::f16::x86::has_f16c() {
-        let ops = avx2_tiles::Operands {
+        let ops = Operands {
             n_blocks: shape.n / ty.block_size(),
             weights: weights.as_ptr(),
             row_bytes: shape.row_bytes,
@@ -379,6 +437,26 @@ pub fn gemm_with(isa: Isa, ty: GgmlType, shape: GemmShape, weights: &[u8], acts:
         // SAFETY: `is_supported` checked AVX2 and FMA, `has_f16c` F16C, and
         // `check_gemm_lengths` the buffer sizes behind the pointers.
         if unsafe { avx2_tiles::gemm(ty, ops) } {
+            return;
+        }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::Neon {
+        let ops = Operands {
+            n_blocks: shape.n / ty.block_size(),
+            weights: weights.as_ptr(),
+            row_bytes: shape.row_bytes,
+            n_rows: shape.n_rows,
+            acts: acts.as_ptr(),
+            act_row_bytes: shape.act_row_bytes,
+            n_tokens: shape.n_tokens,
+            out: out.as_mut_ptr(),
+            out_stride: shape.out_stride,
+        };
+        // SAFETY: NEON is part of the aarch64 baseline, and
+        // `check_gemm_lengths` checked the buffer sizes behind the pointers.
+        if unsafe { neon_tiles::gemm(ty, ops) } {
             return;
         }
     }
