@@ -168,9 +168,10 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
 
 // ------------------------------------------------------------------ helpers
 
-/// Prefetches the weights `ahead` bytes past `block` (the same block of the
-/// row `super::PREFETCH_TILES` tiles further down) when the kernel runs one
-/// token; batch kernels reuse each row for many tokens and skip it. The address
+/// Prefetches the weights `ahead` bytes past `block` (the same block of a
+/// row some tiles further down, see `super::prefetch_distance`) when the
+/// kernel runs one token; batch kernels reuse each row for many tokens and
+/// skip it. The address
 /// may lie past the matrix: prefetches never fault.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
