@@ -132,7 +132,7 @@ pub fn matmul_encoded(pool: &rayon::ThreadPool, w: &Matrix, act: &Activations, o
         quants::gemm(w.ty, shape, &w.bytes()[r0 * w.row_bytes..], &act.data, &mut tile);
         for (t, values) in tile.chunks_exact(n_rows).enumerate() {
             // SAFETY: rows r0..r0 + n_rows belong to this task alone, and
-            // `out` holds n_tokens * n_out floats.
+            // `out` has room for n_tokens * n_out floats.
             unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), shared.0.add(t * n_out + r0), n_rows) };
         }
     };

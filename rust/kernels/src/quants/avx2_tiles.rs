@@ -170,9 +170,9 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
 
 /// Prefetches the weights `ahead` bytes past `block` (the same block of a
 /// row some tiles further down, see `super::prefetch_distance`) when the
-/// kernel runs one token; batch kernels reuse each row for many tokens and
-/// skip it. The address
-/// may lie past the matrix: prefetches never fault.
+/// kernel runs one token. Batch kernels reuse each row for many tokens, so
+/// they skip it. The address may lie past the matrix, because prefetches
+/// never fault.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn prefetch_weights<const T: usize>(block: *const u8, ahead: usize) {
@@ -198,7 +198,7 @@ unsafe fn load(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
 }
 
-/// The binary16 at `p` in all 8 lanes.
+/// Loads the binary16 at `p` into all 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn f16_splat(p: *const u8) -> __m256 {
@@ -207,8 +207,8 @@ unsafe fn f16_splat(p: *const u8) -> __m256 {
     _mm256_broadcastss_ps(_mm256_castps256_ps128(wide))
 }
 
-/// The two consecutive binary16 values at `p` (a scale and an offset):
-/// the first in all 8 lanes, the second as a scalar.
+/// Loads the two consecutive binary16 values at `p` (a scale and an
+/// offset): the first into all 8 lanes, the second as a scalar.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn f16_pair(p: *const u8) -> (__m256, f32) {
@@ -218,7 +218,7 @@ unsafe fn f16_pair(p: *const u8) -> (__m256, f32) {
     (_mm256_broadcastss_ps(wide), second)
 }
 
-/// The f32 at `p` in all 8 lanes.
+/// Loads the f32 at `p` into all 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn f32_splat(p: *const u8) -> __m256 {
@@ -309,8 +309,9 @@ unsafe fn unsigned_q5_1(block: *const u8) -> __m256i {
 
 /// Tile kernel for weights with signed quants and one binary16 scale at
 /// offset 0, against Q8_0 activations: `sum_b d_w * d_a * sum(q_w * q_a)`.
-/// The signs move onto the activations so `_mm256_maddubs_epi16` sees
-/// `|q_w|` (weights may hold -128, activations lie in -127..=127).
+/// The signs move onto the activations, so `_mm256_maddubs_epi16`
+/// multiplies `|q_w|` as unsigned bytes. Weights may contain -128, but
+/// activations lie in -127..=127.
 macro_rules! signed_tile {
     ($name:ident, $block_bytes:expr, $unpack:ident) => {
         #[target_feature(enable = "avx2,fma")]

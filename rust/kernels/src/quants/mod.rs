@@ -65,9 +65,9 @@ macro_rules! run_tiles {
 /// of 680-byte rows (11 KiB) streamed Q8_0 at 30 GB/s, 2 tiles at 19.
 const PREFETCH_BYTES: usize = 10 << 10;
 
-/// The prefetch distance for tiles of `tile_bytes`: a whole number of
-/// tiles (so the address is the same block of a later row), about
-/// `PREFETCH_BYTES`.
+/// Returns the prefetch distance for tiles of `tile_bytes`: about
+/// `PREFETCH_BYTES`, rounded to whole tiles so the address is the same
+/// block of a later row.
 fn prefetch_distance(tile_bytes: usize) -> usize {
     let tiles = (PREFETCH_BYTES + tile_bytes / 2) / tile_bytes.max(1);
     tiles.clamp(1, 16) * tile_bytes
@@ -474,7 +474,8 @@ pub fn gemm_with(isa: Isa, ty: GgmlType, shape: GemmShape, weights: &[u8], acts:
     gemm_by_rows(isa, ty, shape, weights, acts, out);
 }
 
-/// The reference [`gemm`]: one [`vec_dot_with`] per output.
+/// Computes [`gemm`] with one [`vec_dot_with`] per output (the reference,
+/// and the path of formats without tile kernels).
 fn gemm_by_rows(isa: Isa, ty: GgmlType, shape: GemmShape, weights: &[u8], acts: &[u8], out: &mut [f32]) {
     let weight_bytes = ty.row_bytes(shape.n).unwrap_or(0);
     let act_bytes = ty.vec_dot_type().row_bytes(shape.n).unwrap_or(0);

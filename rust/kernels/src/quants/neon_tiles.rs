@@ -64,14 +64,14 @@ unsafe fn prefetch_block<const T: usize>(block: *const u8, ahead: usize, block_b
     }
 }
 
-/// The binary16 at `p` as f32.
+/// Loads the binary16 at `p` as f32.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
     let bits = vld1_dup_u16(p as *const u16);
     vgetq_lane_f32::<0>(cvt_f16x4_f32(bits))
 }
 
-/// The two consecutive binary16 values at `p` as f32.
+/// Loads the two consecutive binary16 values at `p` as f32.
 #[inline(always)]
 unsafe fn f16_pair(p: *const u8) -> (f32, f32) {
     let bits = vreinterpret_u16_u32(vld1_dup_u32(p as *const u32));
@@ -125,8 +125,8 @@ unsafe fn fifth_bits(bits: u16) -> uint8x16_t {
     vandq_u8(vtstq_u8(spread, vld1q_u8(BIT_SELECT.as_ptr())), vdupq_n_u8(0x10))
 }
 
-/// The unsigned 5-bit quants of a Q5_0 or Q5_1 block from its `qh` and
-/// `qs` fields (elements 0..16 and 16..32).
+/// Unpacks the unsigned 5-bit quants of a Q5_0 or Q5_1 block from its `qh`
+/// and `qs` fields (elements 0..16 and 16..32).
 #[inline(always)]
 unsafe fn unpack_q5(qh: *const u8, qs: *const u8) -> (uint8x16_t, uint8x16_t) {
     let bits = std::ptr::read_unaligned(qh as *const u32);
