@@ -2,17 +2,14 @@
 //!
 //! Activations are converted once per call to the weight type's
 //! `vec_dot_type` (8-bit blocks for quantized weights, as llama.cpp does),
-//! then output rows are split across the worker pool. A batch of tokens
-//! reads each weight row once for all of them.
+//! then output rows are split across the worker pool. One token runs the
+//! multi-row kernel `vec_dot_rows`; a batch runs `gemm`, which unpacks each
+//! weight block once for several tokens.
 
 use rayon::prelude::*;
-use turbokv_kernels::quants::{self, GgmlType};
+use turbokv_kernels::quants::{self, GemmShape, GgmlType};
 
 use crate::weights::Matrix;
-
-/// Output rows handed to one task: large enough to amortize dispatch,
-/// small enough to balance two to a few dozen threads.
-const ROWS_PER_TASK: usize = 64;
 
 /// Activations of `n_tokens` rows encoded for dot products with `ty` weights.
 pub struct Activations {
@@ -26,26 +23,55 @@ pub struct Activations {
 impl Activations {
     /// Encodes `x` (`n_tokens` rows of `n` floats) for weights of type `ty`.
     pub fn encode(ty: GgmlType, x: &[f32], n: usize) -> Activations {
-        let act_ty = ty.vec_dot_type();
-        let n_tokens = x.len() / n;
-        let row_bytes = act_ty.row_bytes(n).expect("activation length fits the block size");
-        let mut data = vec![0u8; row_bytes * n_tokens];
-        for t in 0..n_tokens {
-            let src = &x[t * n..(t + 1) * n];
-            let dst = &mut data[t * row_bytes..(t + 1) * row_bytes];
-            if act_ty == GgmlType::F32 {
-                for (chunk, v) in dst.chunks_exact_mut(4).zip(src) {
-                    chunk.copy_from_slice(&v.to_le_bytes());
-                }
-            } else {
-                quants::quantize_row(act_ty, src, dst);
-            }
+        let mut act = Activations::alloc(ty, x.len() / n, n);
+        let row_bytes = act.row_bytes;
+        for (src, dst) in x.chunks_exact(n).zip(act.data.chunks_exact_mut(row_bytes)) {
+            encode_row(act.ty, src, dst);
         }
-        Activations { ty: act_ty, n, n_tokens, row_bytes, data }
+        act
+    }
+
+    /// [`Activations::encode`] with the rows spread over `pool`, for prompts.
+    pub fn encode_on(pool: &rayon::ThreadPool, ty: GgmlType, x: &[f32], n: usize) -> Activations {
+        let n_tokens = x.len() / n;
+        if n_tokens < MIN_TOKENS_TO_SPLIT_ENCODING || pool.current_num_threads() == 1 {
+            return Activations::encode(ty, x, n);
+        }
+        let mut act = Activations::alloc(ty, n_tokens, n);
+        let (act_ty, row_bytes) = (act.ty, act.row_bytes);
+        pool.install(|| {
+            x.par_chunks_exact(n)
+                .zip(act.data.par_chunks_exact_mut(row_bytes))
+                .with_min_len(MIN_TOKENS_TO_SPLIT_ENCODING / 2)
+                .for_each(|(src, dst)| encode_row(act_ty, src, dst));
+        });
+        act
+    }
+
+    fn alloc(ty: GgmlType, n_tokens: usize, n: usize) -> Activations {
+        let act_ty = ty.vec_dot_type();
+        let row_bytes = act_ty.row_bytes(n).expect("activation length fits the block size");
+        Activations { ty: act_ty, n, n_tokens, row_bytes, data: vec![0u8; row_bytes * n_tokens] }
     }
 
     pub fn row(&self, t: usize) -> &[u8] {
         &self.data[t * self.row_bytes..(t + 1) * self.row_bytes]
+    }
+}
+
+/// Batches below this many tokens are encoded on the calling thread: the
+/// pool's dispatch costs more than quantizing a few rows.
+const MIN_TOKENS_TO_SPLIT_ENCODING: usize = 16;
+
+/// Encodes one row of activations as `act_ty` (F32 bytes or an 8-bit
+/// quantization).
+fn encode_row(act_ty: GgmlType, src: &[f32], dst: &mut [u8]) {
+    if act_ty == GgmlType::F32 {
+        for (chunk, v) in dst.chunks_exact_mut(4).zip(src) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+    } else {
+        quants::quantize_row(act_ty, src, dst);
     }
 }
 
@@ -61,7 +87,7 @@ unsafe impl Sync for SharedOut {}
 /// `x` holds `n_tokens` rows of `w.n_in` floats; `out` has room for
 /// `n_tokens * w.n_out` floats.
 pub fn matmul(pool: &rayon::ThreadPool, w: &Matrix, x: &[f32], out: &mut [f32]) {
-    let act = Activations::encode(w.ty, x, w.n_in);
+    let act = Activations::encode_on(pool, w.ty, x, w.n_in);
     matmul_encoded(pool, w, &act, out);
 }
 
@@ -70,26 +96,60 @@ pub fn matmul_encoded(pool: &rayon::ThreadPool, w: &Matrix, act: &Activations, o
     let n_out = w.n_out;
     let n_tokens = act.n_tokens;
     assert!(out.len() >= n_tokens * n_out);
-    let shared = SharedOut(out.as_mut_ptr());
-    let n_tasks = (n_out + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    let rows_per_task = rows_per_task(n_out, pool.current_num_threads());
+    let out = &mut out[..n_tokens * n_out];
 
+    if n_tokens == 1 {
+        let run = |(task, out): (usize, &mut [f32])| {
+            let r0 = task * rows_per_task;
+            quants::vec_dot_rows(w.ty, w.n_in, &w.bytes()[r0 * w.row_bytes..], w.row_bytes, act.row(0), out);
+        };
+        if n_out <= rows_per_task || pool.current_num_threads() == 1 {
+            out.chunks_mut(rows_per_task).enumerate().for_each(run);
+        } else {
+            pool.install(|| out.par_chunks_mut(rows_per_task).enumerate().for_each(run));
+        }
+        return;
+    }
+
+    let shared = SharedOut(out.as_mut_ptr());
+    let n_tasks = (n_out + rows_per_task - 1) / rows_per_task;
     let run = |task: usize| {
         let shared = shared;
-        let r0 = task * ROWS_PER_TASK;
-        let r1 = (r0 + ROWS_PER_TASK).min(n_out);
-        for r in r0..r1 {
-            let row = w.row(r);
-            for t in 0..n_tokens {
-                let v = quants::vec_dot(w.ty, w.n_in, row, act.row(t));
-                // SAFETY: (t, r) pairs are unique across tasks and in bounds.
-                unsafe { *shared.0.add(t * n_out + r) = v };
-            }
+        let r0 = task * rows_per_task;
+        let n_rows = rows_per_task.min(n_out - r0);
+        let shape = GemmShape {
+            n: w.n_in,
+            row_bytes: w.row_bytes,
+            n_rows,
+            act_row_bytes: act.row_bytes,
+            n_tokens,
+            out_stride: n_rows,
+        };
+        // The task's outputs are not contiguous in `out`, so the kernel
+        // writes them to a buffer first.
+        let mut tile = vec![0.0f32; n_tokens * n_rows];
+        quants::gemm(w.ty, shape, &w.bytes()[r0 * w.row_bytes..], &act.data, &mut tile);
+        for (t, values) in tile.chunks_exact(n_rows).enumerate() {
+            // SAFETY: rows r0..r0 + n_rows belong to this task alone, and
+            // `out` has room for n_tokens * n_out floats.
+            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), shared.0.add(t * n_out + r0), n_rows) };
         }
     };
-
     if n_tasks == 1 || pool.current_num_threads() == 1 {
         (0..n_tasks).for_each(run);
     } else {
         pool.install(|| (0..n_tasks).into_par_iter().for_each(run));
     }
+}
+
+/// Output rows per task: at least `MIN_ROWS_PER_TASK`, and few enough for
+/// about `TASKS_PER_THREAD` tasks per thread, so a thread slowed by other
+/// work on the machine can hand tasks to the others.
+fn rows_per_task(n_out: usize, n_threads: usize) -> usize {
+    const MIN_ROWS_PER_TASK: usize = 64;
+    const TASKS_PER_THREAD: usize = 8;
+    let per_task = n_out / (n_threads.max(1) * TASKS_PER_THREAD);
+    // Multiples of 4 keep whole 4-row kernel tiles inside a task.
+    (per_task.max(MIN_ROWS_PER_TASK) + 3) / 4 * 4
 }

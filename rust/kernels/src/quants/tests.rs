@@ -609,3 +609,187 @@ fn vec_dot_rejects_short_activations() {
     let act = vec![0u8; 291];
     vec_dot(GgmlType::Q4K, 256, &weight, &act);
 }
+
+// ------------------------------------------------------------ multi-row
+
+/// `n_rows` random weight rows `row_bytes` apart (padding filled with
+/// junk) and `n_tokens` activation rows `act_row_bytes` apart, both at an
+/// odd address.
+struct GemmCase {
+    shape: GemmShape,
+    weights: Vec<u8>,
+    acts: Vec<u8>,
+}
+
+fn gemm_case(rng: &mut Rng, ty: GgmlType, n: usize, n_rows: usize, n_tokens: usize, pad: usize) -> GemmCase {
+    let row_bytes = ty.row_bytes(n).unwrap() + pad;
+    let act_row_bytes = ty.vec_dot_type().row_bytes(n).unwrap() + pad;
+    let mut weights = vec![0u8; 1];
+    for _ in 0..n_rows {
+        weights.extend(random_weights(rng, ty, n));
+        weights.extend(rng.bytes(pad));
+    }
+    let mut acts = vec![0u8; 1];
+    for _ in 0..n_tokens {
+        acts.extend(random_activations(rng, ty, n));
+        acts.extend(rng.bytes(pad));
+    }
+    let out_stride = n_rows + pad;
+    let shape = GemmShape { n, row_bytes, n_rows, act_row_bytes, n_tokens, out_stride };
+    GemmCase { shape, weights, acts }
+}
+
+/// Checks `gemm_with(isa)` against one scalar `vec_dot` per output, with
+/// the tolerance of `simd_dot_matches_scalar`, and that the padding between
+/// a token's outputs stays untouched.
+fn check_gemm(isa: Isa, ty: GgmlType, case: &GemmCase) {
+    let shape = case.shape;
+    let weights = &case.weights[1..];
+    let acts = &case.acts[1..];
+    let sentinel = -12345.0f32;
+    let mut out = vec![sentinel; shape.n_tokens * shape.out_stride];
+    gemm_with(isa, ty, shape, weights, acts, &mut out);
+
+    let weight_bytes = ty.row_bytes(shape.n).unwrap();
+    let act_bytes = ty.vec_dot_type().row_bytes(shape.n).unwrap();
+    for t in 0..shape.n_tokens {
+        let act = &acts[t * shape.act_row_bytes..][..act_bytes];
+        for r in 0..shape.out_stride {
+            let got = out[t * shape.out_stride + r];
+            if r >= shape.n_rows {
+                assert_eq!(got, sentinel, "{} token {} wrote past row {}", ty.name(), t, shape.n_rows);
+                continue;
+            }
+            let row = &weights[r * shape.row_bytes..][..weight_bytes];
+            let expected = vec_dot_with(Isa::Scalar, ty, shape.n, row, act);
+            let (_, magnitude) = reference_dot(ty, shape.n, row, act);
+            let tolerance = 1e-5 * (magnitude + offset_magnitude(ty, row, act)) + 1e-12;
+            assert!(
+                ((got - expected) as f64).abs() <= tolerance,
+                "{} n={} rows={} tokens={} at row {} token {}: {} {} vs scalar {} (tolerance {})",
+                ty.name(),
+                shape.n,
+                shape.n_rows,
+                shape.n_tokens,
+                r,
+                t,
+                isa.name(),
+                got,
+                expected,
+                tolerance
+            );
+        }
+    }
+}
+
+/// Row and token counts around the tile sizes (4 rows for one token, 2 rows
+/// by 4 tokens for batches), so every edge tile is exercised.
+const GEMM_SHAPES: [(usize, usize); 9] = [(1, 1), (3, 1), (4, 1), (9, 1), (1, 2), (2, 4), (5, 3), (7, 9), (16, 13)];
+
+#[test]
+fn simd_gemm_matches_scalar() {
+    let isa = simd_isa();
+    let mut rng = Rng(17);
+    for &ty in &GgmlType::ALL {
+        let block_size = ty.block_size().max(32);
+        for &(n_rows, n_tokens) in &GEMM_SHAPES {
+            for &(blocks, pad) in &[(1, 0), (5, 3)] {
+                let case = gemm_case(&mut rng, ty, blocks * block_size, n_rows, n_tokens, pad);
+                check_gemm(isa, ty, &case);
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_gemm_matches_vec_dot() {
+    let mut rng = Rng(19);
+    for &ty in &[GgmlType::Q4K, GgmlType::Q8_0, GgmlType::F16] {
+        let case = gemm_case(&mut rng, ty, 2 * ty.block_size().max(128), 5, 3, 2);
+        check_gemm(Isa::Scalar, ty, &case);
+    }
+}
+
+/// Extreme quants as in `simd_dot_extreme_quants`, through the tiles.
+#[test]
+fn simd_gemm_extreme_quants() {
+    let isa = simd_isa();
+    for &ty in &GgmlType::ALL {
+        if ty.block_size() == 1 {
+            continue;
+        }
+        let n = 2 * ty.block_size();
+        for &fill in &[0x80u8, 0xff, 0x00, 0x7f] {
+            let mut row = vec![fill; ty.row_bytes(n).unwrap()];
+            for block in row.chunks_exact_mut(ty.type_size()) {
+                for &offset in half_fields(ty) {
+                    block[offset..offset + 2].copy_from_slice(&HALF.to_le_bytes());
+                }
+                if ty == GgmlType::Q8K {
+                    block[0..4].copy_from_slice(&0.5f32.to_le_bytes());
+                }
+            }
+            let x: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
+            let act_type = ty.vec_dot_type();
+            let mut act = vec![0u8; act_type.row_bytes(n).unwrap()];
+            quantize_row(act_type, &x, &mut act);
+
+            let n_rows = 5;
+            let n_tokens = 5;
+            let mut weights = vec![0u8; 1];
+            let mut acts = vec![0u8; 1];
+            for _ in 0..n_rows {
+                weights.extend(&row);
+            }
+            for _ in 0..n_tokens {
+                acts.extend(&act);
+            }
+            let shape = GemmShape {
+                n,
+                row_bytes: row.len(),
+                n_rows,
+                act_row_bytes: act.len(),
+                n_tokens,
+                out_stride: n_rows,
+            };
+            check_gemm(isa, ty, &GemmCase { shape, weights, acts });
+        }
+    }
+}
+
+#[test]
+fn vec_dot_rows_matches_vec_dot() {
+    let isa = simd_isa();
+    let mut rng = Rng(23);
+    for &ty in &[GgmlType::Q5_0, GgmlType::Q6K, GgmlType::Q4_1, GgmlType::BF16] {
+        let n = 3 * ty.block_size().max(64);
+        let row_bytes = ty.row_bytes(n).unwrap();
+        let rows: Vec<u8> = (0..6).flat_map(|_| random_weights(&mut rng, ty, n)).collect();
+        let act = random_activations(&mut rng, ty, n);
+        let mut out = vec![0.0f32; 6];
+        vec_dot_rows_with(isa, ty, n, &rows, row_bytes, &act, &mut out);
+        for (r, &got) in out.iter().enumerate() {
+            let row = &rows[r * row_bytes..(r + 1) * row_bytes];
+            let expected = vec_dot_with(Isa::Scalar, ty, n, row, &act);
+            let (_, magnitude) = reference_dot(ty, n, row, &act);
+            let tolerance = 1e-5 * (magnitude + offset_magnitude(ty, row, &act)) + 1e-12;
+            assert!(((got - expected) as f64).abs() <= tolerance, "{} row {}: {} vs {}", ty.name(), r, got, expected);
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "gemm: outputs")]
+fn gemm_rejects_short_output() {
+    let shape = GemmShape { n: 32, row_bytes: 34, n_rows: 2, act_row_bytes: 34, n_tokens: 2, out_stride: 2 };
+    let mut out = vec![0.0f32; 3];
+    gemm(GgmlType::Q8_0, shape, &[0u8; 68], &[0u8; 68], &mut out);
+}
+
+#[test]
+#[should_panic(expected = "gemm: row strides")]
+fn gemm_rejects_short_stride() {
+    let shape = GemmShape { n: 64, row_bytes: 34, n_rows: 2, act_row_bytes: 68, n_tokens: 1, out_stride: 2 };
+    let mut out = vec![0.0f32; 2];
+    gemm(GgmlType::Q8_0, shape, &[0u8; 136], &[0u8; 68], &mut out);
+}

@@ -1,0 +1,722 @@
+//! AVX2+FMA+F16C tile kernels: `R` weight rows times `T` activation rows
+//! per call, for the formats of the models we run (Q4_0, Q4_1, Q5_0, Q5_1,
+//! Q8_0, Q4_K, Q6_K).
+//!
+//! A tile unpacks each weight block once and multiplies it with the `T`
+//! activation blocks, and converts each binary16 scale once, with
+//! `vcvtph2ps`. Integer parts are exact as in `avx2.rs`, so results differ
+//! from the scalar reference only in the order of the f32 additions.
+//!
+//! Tiles at the edges of the matrix repeat the last valid row or token
+//! pointer and drop the duplicate results, so every kernel runs on full
+//! `R x T` tiles.
+
+use std::arch::x86_64::*;
+
+use super::{GgmlType, Operands};
+use crate::f16::x86::cvtph_ps;
+
+/// Runs the batch kernel `kernel::<R, G>` over every tile of `R` rows by
+/// `4 * G` tokens, with the activation scales and offset terms of each group
+/// of 4 tokens prepared once (see [`prepare_batch`]).
+macro_rules! run_batch {
+    ($kernel:ident, $r:expr, $g:expr, $ops:expr, $sums:expr) => {{
+        const R: usize = $r;
+        const G: usize = $g;
+        let ops: Operands = $ops;
+        let prepared = prepare_batch(&ops, $sums);
+        let n_groups = (ops.n_tokens + 3) / 4;
+        let mut r0 = 0;
+        while r0 < ops.n_rows {
+            let rows = (ops.n_rows - r0).min(R);
+            let mut w = [ops.weights; R];
+            for (r, ptr) in w.iter_mut().enumerate() {
+                *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
+            }
+            let mut group0 = 0;
+            while group0 < n_groups {
+                let mut a = [[ops.acts; 4]; G];
+                let mut terms = [prepared.as_ptr(); G];
+                for g in 0..G {
+                    // Past the last group, repeat it.
+                    let group = (group0 + g).min(n_groups - 1);
+                    a[g] = token_tile(&ops, 4 * group);
+                    terms[g] = prepared.as_ptr().add(group * ops.n_blocks * 16);
+                }
+                let sums: [[[f32; 4]; G]; R] = $kernel::<R, G>(ops.n_blocks, w, a, terms);
+                let t0 = 4 * group0;
+                let tokens = (ops.n_tokens - t0).min(4 * G);
+                for (r, row_sums) in sums.iter().enumerate().take(rows) {
+                    for t in 0..tokens {
+                        *ops.out.add((t0 + t) * ops.out_stride + r0 + r) = row_sums[t / 4][t % 4];
+                    }
+                }
+                group0 += G;
+            }
+            r0 += R;
+        }
+    }};
+}
+
+/// Weight rows per batch tile.
+const BATCH_ROWS: usize = 2;
+/// Groups of 4 tokens per batch tile.
+const BATCH_GROUPS: usize = 2;
+
+/// Pointers to tokens `t0..t0 + 4`, repeating the last token past the end.
+unsafe fn token_tile(ops: &Operands, t0: usize) -> [*const u8; 4] {
+    let last = ops.n_tokens - 1;
+    let mut a = [ops.acts; 4];
+    for (t, ptr) in a.iter_mut().enumerate() {
+        *ptr = ops.acts.add((t0 + t).min(last) * ops.act_row_bytes);
+    }
+    a
+}
+
+/// The offset term a batch kernel needs from each activation block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ActSums {
+    /// None (Q8_0 weights).
+    None,
+    /// `d * sum(q)` of a Q8_0 block, for weights stored with a +8 or +16
+    /// bias (Q4_0, Q5_0).
+    Q8_0,
+    /// The stored `s` of a Q8_1 block, for weights with an offset `m`.
+    Q8_1,
+}
+
+/// For every tile of 4 tokens and every block: 8 floats `[d_0, d_1, d_2,
+/// d_3]` twice, then 8 floats of the offset terms in the same order, where
+/// `d_t` is token `t`'s block scale.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prepare_batch(ops: &Operands, sums: ActSums) -> Vec<f32> {
+    let block_bytes = if sums == ActSums::Q8_1 { 36 } else { 34 };
+    let n_tiles = (ops.n_tokens + 3) / 4;
+    let mut prepared = vec![0.0f32; n_tiles * ops.n_blocks * 16];
+    for (tile, terms) in prepared.chunks_exact_mut(ops.n_blocks * 16).enumerate() {
+        let a = token_tile(ops, 4 * tile);
+        for (b, block_terms) in terms.chunks_exact_mut(16).enumerate() {
+            for t in 0..4 {
+                let block = a[t].add(b * block_bytes);
+                let halves = std::ptr::read_unaligned(block as *const u32);
+                let pair = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(halves as i32)));
+                let mut values = [0.0f32; 4];
+                _mm_storeu_ps(values.as_mut_ptr(), pair);
+                let d = values[0];
+                let offset = match sums {
+                    ActSums::None => 0.0,
+                    ActSums::Q8_0 => d * sum_i8(block.add(2)) as f32,
+                    ActSums::Q8_1 => values[1],
+                };
+                block_terms[t] = d;
+                block_terms[t + 4] = d;
+                block_terms[t + 8] = offset;
+                block_terms[t + 12] = offset;
+            }
+        }
+    }
+    prepared
+}
+
+/// Sum of 32 signed bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_i8(p: *const u8) -> i32 {
+    let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), load(p));
+    hsum_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let sum4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let sum2 = _mm_add_epi32(sum4, _mm_unpackhi_epi64(sum4, sum4));
+    let sum1 = _mm_add_epi32(sum2, _mm_shuffle_epi32(sum2, 0b01));
+    _mm_cvtsi128_si32(sum1)
+}
+
+/// Computes every product of `ops` if `ty` has a tile kernel, and returns
+/// whether it had one.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C, and `ops` must describe valid
+/// buffers of `ty` weights and `ty.vec_dot_type()` activations.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
+    // One token (decode) shares each activation block between 4 rows; a
+    // batch reuses each unpacked weight block for 4 tokens.
+    let single = ops.n_tokens == 1;
+    match ty {
+        GgmlType::Q8_0 if single => run_tiles!(tile_q8_0, 4, 1, ops),
+        GgmlType::Q8_0 => run_batch!(batch_q8_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::None),
+        GgmlType::Q4_0 if single => run_tiles!(tile_q4_0, 4, 1, ops),
+        GgmlType::Q4_0 => run_batch!(batch_q4_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
+        GgmlType::Q5_0 if single => run_tiles!(tile_q5_0, 4, 1, ops),
+        GgmlType::Q5_0 => run_batch!(batch_q5_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
+        GgmlType::Q4_1 if single => run_tiles!(tile_q4_1, 4, 1, ops),
+        GgmlType::Q4_1 => run_batch!(batch_q4_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
+        GgmlType::Q5_1 if single => run_tiles!(tile_q5_1, 4, 1, ops),
+        GgmlType::Q5_1 => run_batch!(batch_q5_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
+        GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
+        GgmlType::Q4K => run_tiles!(tile_q4_k, 2, 4, ops),
+        GgmlType::Q6K if single => run_tiles!(tile_q6_k, 4, 1, ops),
+        GgmlType::Q6K => run_tiles!(tile_q6_k, 2, 4, ops),
+        _ => return false,
+    }
+    true
+}
+
+// ------------------------------------------------------------------ helpers
+
+/// Prefetches the weights `ahead` bytes past `block` (the same block of a
+/// row some tiles further down, see `super::prefetch_distance`) when the
+/// kernel runs one token. Batch kernels reuse each row for many tokens, so
+/// they skip it. The address may lie past the matrix, because prefetches
+/// never fault.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prefetch_weights<const T: usize>(block: *const u8, ahead: usize) {
+    if T == 1 {
+        _mm_prefetch(block.wrapping_add(ahead) as *const i8, _MM_HINT_T0);
+    }
+}
+
+/// [`prefetch_weights`] for blocks longer than a cache line.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prefetch_block<const T: usize>(block: *const u8, ahead: usize, block_bytes: usize) {
+    let mut offset = 0;
+    while offset < block_bytes {
+        prefetch_weights::<T>(block.wrapping_add(offset), ahead);
+        offset += 64;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn load(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+/// Loads the binary16 at `p` into all 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f16_splat(p: *const u8) -> __m256 {
+    let bits = std::ptr::read_unaligned(p as *const u16);
+    let wide = cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm256_broadcastss_ps(_mm256_castps256_ps128(wide))
+}
+
+/// Loads the two consecutive binary16 values at `p` (a scale and an
+/// offset): the first into all 8 lanes, the second as a scalar.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f16_pair(p: *const u8) -> (__m256, f32) {
+    let bits = std::ptr::read_unaligned(p as *const u32);
+    let wide = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
+    let second = _mm_cvtss_f32(_mm_movehdup_ps(wide));
+    (_mm256_broadcastss_ps(wide), second)
+}
+
+/// Loads the f32 at `p` into all 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f32_splat(p: *const u8) -> __m256 {
+    _mm256_set1_ps(std::ptr::read_unaligned(p as *const f32))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    let sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
+    let sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
+    _mm_cvtss_f32(sum1)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_tile<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> [[f32; T]; R] {
+    let mut sums = [[0.0f32; T]; R];
+    for r in 0..R {
+        for t in 0..T {
+            sums[r][t] = hsum_ps(acc[r][t]);
+        }
+    }
+    sums
+}
+
+/// 16 packed bytes to 32 nibbles: lanes 0..16 are the low nibbles, lanes
+/// 16..32 the high ones (the Q4_0 element order).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+    let bytes = _mm_loadu_si128(p as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// All-ones bytes in lane `j` where bit `j` of the little-endian u32 at `p`
+/// is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bit_mask(p: *const u8) -> __m256i {
+    let bits = std::ptr::read_unaligned(p as *const u32);
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
+    );
+    let select = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select)
+}
+
+// ------------------------------------------------------------ legacy quants
+
+/// Q4_0 quants centered to -8..8.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn signed_q4_0(block: *const u8) -> __m256i {
+    _mm256_sub_epi8(unpack_nibbles(block.add(2)), _mm256_set1_epi8(8))
+}
+
+/// Q5_0 quants centered to -16..16: `q - 16` is the nibble with the upper
+/// four bits set wherever the fifth bit is clear.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn signed_q5_0(block: *const u8) -> __m256i {
+    let high = _mm256_andnot_si256(bit_mask(block.add(2)), _mm256_set1_epi8(0xf0u8 as i8));
+    _mm256_or_si256(unpack_nibbles(block.add(6)), high)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn signed_q8_0(block: *const u8) -> __m256i {
+    load(block.add(2))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q4_1(block: *const u8) -> __m256i {
+    unpack_nibbles(block.add(4))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q5_1(block: *const u8) -> __m256i {
+    let high = _mm256_and_si256(bit_mask(block.add(4)), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(unpack_nibbles(block.add(8)), high)
+}
+
+/// Tile kernel for weights with signed quants and one binary16 scale at
+/// offset 0, against Q8_0 activations: `sum_b d_w * d_a * sum(q_w * q_a)`.
+/// The signs move onto the activations, so `_mm256_maddubs_epi16`
+/// multiplies `|q_w|` as unsigned bytes. Weights may contain -128, but
+/// activations lie in -127..=127.
+macro_rules! signed_tile {
+    ($name:ident, $block_bytes:expr, $unpack:ident) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name<const R: usize, const T: usize>(
+            n_blocks: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+            ahead: usize,
+        ) -> [[f32; T]; R] {
+            const ACT_BYTES: usize = 34;
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            for b in 0..n_blocks {
+                let mut y = [_mm256_setzero_si256(); T];
+                let mut dy = [_mm256_setzero_ps(); T];
+                for t in 0..T {
+                    let block = a[t].add(b * ACT_BYTES);
+                    y[t] = load(block.add(2));
+                    dy[t] = f16_splat(block);
+                }
+                for r in 0..R {
+                    let block = w[r].add(b * $block_bytes);
+                    prefetch_weights::<T>(block, ahead);
+                    let x = $unpack(block);
+                    let dx = f16_splat(block);
+                    let abs_x = _mm256_sign_epi8(x, x);
+                    for t in 0..T {
+                        let products = _mm256_maddubs_epi16(abs_x, _mm256_sign_epi8(y[t], x));
+                        let sumi = _mm256_madd_epi16(products, ones);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                    }
+                }
+            }
+            hsum_tile(&acc)
+        }
+    };
+}
+
+signed_tile!(tile_q4_0, 18, signed_q4_0);
+signed_tile!(tile_q5_0, 22, signed_q5_0);
+signed_tile!(tile_q8_0, 34, signed_q8_0);
+
+/// Tile kernel for weights with unsigned quants, a binary16 scale `d` and
+/// offset `m` at offsets 0 and 2, against Q8_1 activations:
+/// `sum_b d_w * d_a * sum(q_w * q_a) + m_w * s_a`.
+macro_rules! unsigned_tile {
+    ($name:ident, $block_bytes:expr, $unpack:ident) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name<const R: usize, const T: usize>(
+            n_blocks: usize,
+            w: [*const u8; R],
+            a: [*const u8; T],
+            ahead: usize,
+        ) -> [[f32; T]; R] {
+            const ACT_BYTES: usize = 36;
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_ps(); T]; R];
+            let mut offsets = [[0.0f32; T]; R];
+            for b in 0..n_blocks {
+                let mut y = [_mm256_setzero_si256(); T];
+                let mut dy = [_mm256_setzero_ps(); T];
+                let mut sy = [0.0f32; T];
+                for t in 0..T {
+                    let block = a[t].add(b * ACT_BYTES);
+                    y[t] = load(block.add(4));
+                    let (d, s) = f16_pair(block);
+                    dy[t] = d;
+                    sy[t] = s;
+                }
+                for r in 0..R {
+                    let block = w[r].add(b * $block_bytes);
+                    prefetch_weights::<T>(block, ahead);
+                    let x = $unpack(block);
+                    let (dx, mx) = f16_pair(block);
+                    for t in 0..T {
+                        let sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y[t]), ones);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+                        offsets[r][t] += mx * sy[t];
+                    }
+                }
+            }
+            let mut sums = hsum_tile(&acc);
+            for r in 0..R {
+                for t in 0..T {
+                    sums[r][t] += offsets[r][t];
+                }
+            }
+            sums
+        }
+    };
+}
+
+unsigned_tile!(tile_q4_1, 20, unsigned_q4_1);
+unsigned_tile!(tile_q5_1, 24, unsigned_q5_1);
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q4_0(block: *const u8) -> __m256i {
+    unpack_nibbles(block.add(2))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unsigned_q5_0(block: *const u8) -> __m256i {
+    let high = _mm256_and_si256(bit_mask(block.add(2)), _mm256_set1_epi8(0x10));
+    _mm256_or_si256(unpack_nibbles(block.add(6)), high)
+}
+
+/// Sums of the 16 byte products of each 128-bit half for 4 tokens:
+/// `[t0, t1, t2, t3]` of elements 0..16, then of elements 16..32. The
+/// `_mm256_maddubs_epi16` pair sums must stay within +-8191 so that adding
+/// two of them cannot overflow i16 (unsigned quants up to 31 times
+/// activations in -127..=127 give at most 7874).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn token_sums_small(x: __m256i, y: &[__m256i; 4]) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let p01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x, y[0]), _mm256_maddubs_epi16(x, y[1]));
+    let p23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x, y[2]), _mm256_maddubs_epi16(x, y[3]));
+    _mm256_hadd_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones))
+}
+
+/// [`token_sums_small`] for signed quants of any size: the signs move onto
+/// the activations and the pair sums widen to i32 before any addition.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn token_sums_signed(x: __m256i, y: &[__m256i; 4]) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let abs_x = _mm256_sign_epi8(x, x);
+    let mut sums = [_mm256_setzero_si256(); 4];
+    for t in 0..4 {
+        sums[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_x, _mm256_sign_epi8(y[t], x)), ones);
+    }
+    _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]), _mm256_hadd_epi32(sums[2], sums[3]))
+}
+
+/// Adds the two 128-bit halves of each accumulator and scales the offset
+/// terms: `sums[r][g][t] = acc[r][g][t] + acc[r][g][t + 4] + coef *
+/// offsets[r][g][t]`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn finish_batch<const R: usize, const G: usize>(
+    acc: &[[__m256; G]; R],
+    offsets: &[[__m256; G]; R],
+    coef: f32,
+) -> [[[f32; 4]; G]; R] {
+    let mut sums = [[[0.0f32; 4]; G]; R];
+    for r in 0..R {
+        for g in 0..G {
+            let halves = _mm_add_ps(_mm256_castps256_ps128(acc[r][g]), _mm256_extractf128_ps(acc[r][g], 1));
+            let total = _mm_fmadd_ps(_mm_set1_ps(coef), _mm256_castps256_ps128(offsets[r][g]), halves);
+            _mm_storeu_ps(sums[r][g].as_mut_ptr(), total);
+        }
+    }
+    sums
+}
+
+/// Batch kernel over `R` rows and `G` groups of 4 tokens for weights with
+/// one binary16 scale `d` at offset 0 (and an offset `m` at 2 when
+/// `$has_m`). `terms[g]` points at group `g`'s prepared activation terms
+/// (see `prepare_batch`). The result is `sum_b d_w * d_a * dot(q_w, q_a) +
+/// coef * sum_b w_b * offset_b`, where `w_b` is `m` if present, else `d`.
+macro_rules! batch_kernel {
+    ($name:ident, $block_bytes:expr, $act_bytes:expr, $qs:expr, $unpack:ident, $sums:ident, $has_m:expr, $coef:expr) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name<const R: usize, const G: usize>(
+            n_blocks: usize,
+            w: [*const u8; R],
+            a: [[*const u8; 4]; G],
+            terms: [*const f32; G],
+        ) -> [[[f32; 4]; G]; R] {
+            let mut acc = [[_mm256_setzero_ps(); G]; R];
+            let mut offsets = [[_mm256_setzero_ps(); G]; R];
+            for b in 0..n_blocks {
+                for r in 0..R {
+                    let block = w[r].add(b * $block_bytes);
+                    let x = $unpack(block);
+                    let (dx, m) = f16_pair(block);
+                    for g in 0..G {
+                        let mut y = [_mm256_setzero_si256(); 4];
+                        for t in 0..4 {
+                            y[t] = load(a[g][t].add(b * $act_bytes + $qs));
+                        }
+                        let sums = $sums(x, &y);
+                        let dy = _mm256_loadu_ps(terms[g].add(16 * b));
+                        acc[r][g] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sums), acc[r][g]);
+                        let offset_terms = _mm256_loadu_ps(terms[g].add(16 * b + 8));
+                        if $has_m {
+                            offsets[r][g] = _mm256_fmadd_ps(_mm256_set1_ps(m), offset_terms, offsets[r][g]);
+                        } else if $coef != 0.0 {
+                            offsets[r][g] = _mm256_fmadd_ps(dx, offset_terms, offsets[r][g]);
+                        }
+                    }
+                }
+            }
+            finish_batch(&acc, &offsets, $coef)
+        }
+    };
+}
+
+batch_kernel!(batch_q4_0, 18, 34, 2, unsigned_q4_0, token_sums_small, false, -8.0);
+batch_kernel!(batch_q5_0, 22, 34, 2, unsigned_q5_0, token_sums_small, false, -16.0);
+batch_kernel!(batch_q8_0, 34, 34, 2, signed_q8_0, token_sums_signed, false, 0.0);
+batch_kernel!(batch_q4_1, 20, 36, 4, unsigned_q4_1, token_sums_small, true, 1.0);
+batch_kernel!(batch_q5_1, 24, 36, 4, unsigned_q5_1, token_sums_small, true, 1.0);
+
+// ---------------------------------------------------------------- K-quants
+
+/// Q8_K block layout: f32 `d`, 256 quants, 16 i16 group sums.
+const Q8K_BYTES: usize = 292;
+const Q8K_QS: usize = 4;
+const Q8K_BSUMS: usize = 260;
+
+/// `_mm256_shuffle_epi8` masks: `WORD_SPLAT[g]` broadcasts i16 word `g` of
+/// each 128-bit lane to the whole lane.
+static WORD_SPLAT: [[u8; 32]; 8] = word_splat_masks();
+
+/// `PAIR_SPLAT[k]` broadcasts word `2k` in the low 128-bit lane and word
+/// `2k + 1` in the high lane: the scales of the two 16-element groups of a
+/// 32-byte Q6_K vector after `_mm256_maddubs_epi16`.
+static PAIR_SPLAT: [[u8; 32]; 4] = pair_splat_masks();
+
+const fn word_splat_masks() -> [[u8; 32]; 8] {
+    let mut masks = [[0u8; 32]; 8];
+    let mut g = 0;
+    while g < 8 {
+        let mut i = 0;
+        while i < 32 {
+            masks[g][i] = (2 * g + i % 2) as u8;
+            i += 1;
+        }
+        g += 1;
+    }
+    masks
+}
+
+const fn pair_splat_masks() -> [[u8; 32]; 4] {
+    let mut masks = [[0u8; 32]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut i = 0;
+        while i < 32 {
+            let word = 2 * k + i / 16;
+            masks[k][i] = (2 * word + i % 2) as u8;
+            i += 1;
+        }
+        k += 1;
+    }
+    masks
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn mask(bytes: &[u8; 32]) -> __m256i {
+    load(bytes.as_ptr())
+}
+
+/// Unpacks the 12 packed 6-bit scales and mins of a Q4_K block into 8
+/// bytes each (see `k4_scales_mins`), with 32-bit word operations.
+#[inline]
+fn k4_scales_mins_u64(p: *const u8) -> (u64, u64) {
+    // SAFETY: the caller passes a pointer to the 12 scale bytes of a block.
+    let word = |i: usize| unsafe { std::ptr::read_unaligned(p.add(4 * i) as *const u32) };
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let low6 = 0x3f3f_3f3f;
+    let scales_high = (u2 & 0x0f0f_0f0f) | (((u0 >> 6) & 0x0303_0303) << 4);
+    let mins_high = ((u2 >> 4) & 0x0f0f_0f0f) | (((u1 >> 6) & 0x0303_0303) << 4);
+    let scales = (u0 & low6) as u64 | (scales_high as u64) << 32;
+    let mins = (u1 & low6) as u64 | (mins_high as u64) << 32;
+    (scales, mins)
+}
+
+/// Q4_K against Q8_K: `d_w * d_a * sum_g scale_g * sum(q_w * q_a)` minus
+/// `dmin_w * d_a * sum_g min_g * bsum_pair_g`, where a 32-element group's
+/// bsum pair is the sum of its two 16-element Q8_K group sums.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_q4_k<const R: usize, const T: usize>(
+    n_blocks: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+    ahead: usize,
+) -> [[f32; T]; R] {
+    const BLOCK_BYTES: usize = 144;
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..n_blocks {
+        let mut dy = [_mm256_setzero_ps(); T];
+        let mut bsum_pairs = [_mm256_setzero_si256(); T];
+        for t in 0..T {
+            let block = a[t].add(b * Q8K_BYTES);
+            dy[t] = f32_splat(block);
+            let bsums = load(block.add(Q8K_BSUMS));
+            let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
+            bsum_pairs[t] = _mm256_castsi128_si256(pairs);
+        }
+        for r in 0..R {
+            let block = w[r].add(b * BLOCK_BYTES);
+            prefetch_block::<T>(block, ahead, BLOCK_BYTES);
+            let (scales, mins) = k4_scales_mins_u64(block.add(4));
+            let scales16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
+            let scales16 = _mm256_broadcastsi128_si256(scales16);
+            // Upper 8 words are zero, so the upper half of each madd is too.
+            let mins16 = _mm256_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+            let (dx, dmin) = f16_pair(block);
+            let dmin = _mm256_set1_ps(dmin);
+
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for chunk in 0..4 {
+                let q = load(block.add(16 + 32 * chunk));
+                let low = _mm256_and_si256(q, low_nibbles);
+                let high = _mm256_and_si256(_mm256_srli_epi16(q, 4), low_nibbles);
+                let scale_low = _mm256_shuffle_epi8(scales16, mask(&WORD_SPLAT[2 * chunk]));
+                let scale_high = _mm256_shuffle_epi8(scales16, mask(&WORD_SPLAT[2 * chunk + 1]));
+                for t in 0..T {
+                    let y = a[t].add(b * Q8K_BYTES + Q8K_QS + 64 * chunk);
+                    let p_low = _mm256_maddubs_epi16(low, load(y));
+                    let p_high = _mm256_maddubs_epi16(high, load(y.add(32)));
+                    let s = _mm256_add_epi32(_mm256_madd_epi16(p_low, scale_low), _mm256_madd_epi16(p_high, scale_high));
+                    sumi[t] = _mm256_add_epi32(sumi[t], s);
+                }
+            }
+            for t in 0..T {
+                let min_sum = _mm256_madd_epi16(mins16, bsum_pairs[t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+                acc[r][t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy[t]), _mm256_cvtepi32_ps(min_sum), acc[r][t]);
+            }
+        }
+    }
+    hsum_tile(&acc)
+}
+
+/// Q6_K against Q8_K with the unsigned 6-bit quants: `d_w * d_a * (sum_g
+/// scale_g * sum(q_w * q_a) - 32 * sum_g scale_g * bsum_g)`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_q6_k<const R: usize, const T: usize>(
+    n_blocks: usize,
+    w: [*const u8; R],
+    a: [*const u8; T],
+    ahead: usize,
+) -> [[f32; T]; R] {
+    const BLOCK_BYTES: usize = 210;
+    const QH: usize = 128;
+    const SCALES: usize = 192;
+    const D: usize = 208;
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let high_bits = _mm256_set1_epi8(0x30);
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    for b in 0..n_blocks {
+        let mut dy = [_mm256_setzero_ps(); T];
+        for t in 0..T {
+            dy[t] = f32_splat(a[t].add(b * Q8K_BYTES));
+        }
+        for r in 0..R {
+            let block = w[r].add(b * BLOCK_BYTES);
+            prefetch_block::<T>(block, ahead, BLOCK_BYTES);
+            let scales8 = _mm_loadu_si128(block.add(SCALES) as *const __m128i);
+            let scales16 = _mm256_cvtepi8_epi16(scales8);
+            let dx = f16_splat(block.add(D));
+
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for t in 0..T {
+                let bsums = load(a[t].add(b * Q8K_BYTES + Q8K_BSUMS));
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
+                sumi[t] = _mm256_sub_epi32(sumi[t], offset);
+            }
+            for half in 0..2 {
+                let half_scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(if half == 0 {
+                    scales16
+                } else {
+                    _mm256_permute2x128_si256(scales16, scales16, 0x11)
+                }));
+                let ql0 = load(block.add(64 * half));
+                let ql1 = load(block.add(64 * half + 32));
+                let qh = load(block.add(QH + 32 * half));
+                let values = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql0, low_nibbles),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 4), high_bits),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(ql1, low_nibbles),
+                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), high_bits),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibbles),
+                        _mm256_and_si256(qh, high_bits),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles),
+                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_bits),
+                    ),
+                ];
+                for (k, &value) in values.iter().enumerate() {
+                    let scale = _mm256_shuffle_epi8(half_scales, mask(&PAIR_SPLAT[k]));
+                    for t in 0..T {
+                        let y = a[t].add(b * Q8K_BYTES + Q8K_QS + 128 * half + 32 * k);
+                        let products = _mm256_maddubs_epi16(value, load(y));
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(products, scale));
+                    }
+                }
+            }
+            for t in 0..T {
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
+            }
+        }
+    }
+    hsum_tile(&acc)
+}
