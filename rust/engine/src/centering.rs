@@ -58,47 +58,92 @@ pub struct LayerCenter {
     pub pairs: Vec<RopePair>,
 }
 
-/// Adds `q · R(pos) c` to `scores[j]` for positions `lo + j`, where `R(pos)`
-/// is the rope rotation at `pos` and `c` the head's key center.
-///
-/// Per pair this is `A cos(pos w) + B sin(pos w)` with `A = q_a c_a + q_b
-/// c_b` and `B = q_b c_a - q_a c_b`. Dimensions rope leaves alone add the
-/// same `q · c` to every score, which softmax ignores, so they are skipped.
-/// Angles advance by an exact rotation per position, re-seeded from `sin`
-/// and `cos` every 64 positions to bound drift.
-pub fn add_key_center_scores(pairs: &[RopePair], q: &[f32], c: &[f32], lo: usize, scores: &mut [f32]) {
-    const RESEED: usize = 64;
+/// Positions per center chunk: keys in one chunk subtract the center
+/// rotated to the chunk's first position, so the correction a score needs is
+/// constant within the chunk and computed once for it.
+pub const CENTER_CHUNK: usize = 16;
 
-    let mut coef: Vec<(f64, f64, f64)> = Vec::with_capacity(pairs.len());
-    for p in pairs {
-        let (qa, qb, ca, cb) = (q[p.a] as f64, q[p.b] as f64, c[p.a] as f64, c[p.b] as f64);
-        let a = qa * ca + qb * cb;
-        let b = qb * ca - qa * cb;
-        if a != 0.0 || b != 0.0 {
-            coef.push((a, b, p.omega));
-        }
-    }
-    if coef.is_empty() {
+/// The first position of `pos`'s center chunk.
+pub fn chunk_start(pos: usize) -> usize {
+    pos / CENTER_CHUNK * CENTER_CHUNK
+}
+
+/// Adds `q · R(p0) c` to `scores[j]` for positions `lo + j`, where `p0` is
+/// the position's chunk start, `R(p0)` the rope rotation there and `c` the
+/// head's key center.
+///
+/// Per pair this is `A cos(p0 w) + B sin(p0 w)` with `A = q_a c_a + q_b
+/// c_b` and `B = q_b c_a - q_a c_b`. Dimensions rope leaves alone add the
+/// same `q · c` to every score, which softmax ignores, so they are skipped,
+/// and so are pairs where the center is negligible (see [`significant_pairs`]).
+/// Angles advance by one chunk's rotation in f32, re-seeded from f64 `sin`
+/// and `cos` every 32 chunks to bound drift.
+pub fn add_key_center_scores(pairs: &[RopePair], q: &[f32], c: &[f32], lo: usize, scores: &mut [f32]) {
+    const RESEED: usize = 32;
+
+    let m = pairs.len();
+    let n = scores.len();
+    if m == 0 || n == 0 {
         return;
     }
+    // a, b: per-pair coefficients; step: cos and sin of one chunk's angle
+    let mut a = vec![0.0f32; m];
+    let mut b = vec![0.0f32; m];
+    let mut step_cos = vec![1.0f32; m];
+    let mut step_sin = vec![0.0f32; m];
+    for (i, p) in pairs.iter().enumerate() {
+        let (qa, qb, ca, cb) = (q[p.a], q[p.b], c[p.a], c[p.b]);
+        a[i] = qa * ca + qb * cb;
+        b[i] = qb * ca - qa * cb;
+        let (sin, cos) = (p.omega * CENTER_CHUNK as f64).sin_cos();
+        step_cos[i] = cos as f32;
+        step_sin[i] = sin as f32;
+    }
 
-    let n = scores.len();
-    let mut start = 0;
-    while start < n {
-        let end = (start + RESEED).min(n);
-        for &(a, b, omega) in &coef {
-            let angle = (lo + start) as f64 * omega;
-            let (mut s, mut co) = angle.sin_cos();
-            let (ds, dc) = omega.sin_cos();
-            for score in &mut scores[start..end] {
-                *score += (a * co + b * s) as f32;
-                let next_co = co * dc - s * ds;
-                s = s * dc + co * ds;
-                co = next_co;
+    let mut cos = vec![0.0f32; m];
+    let mut sin = vec![0.0f32; m];
+    let first_chunk = chunk_start(lo);
+    let last = lo + n - 1;
+    let mut chunk = 0;
+    let mut p0 = first_chunk;
+    while p0 <= last {
+        if chunk % RESEED == 0 {
+            for (i, p) in pairs.iter().enumerate() {
+                let (s, c) = (p0 as f64 * p.omega).sin_cos();
+                cos[i] = c as f32;
+                sin[i] = s as f32;
             }
         }
-        start = end;
+        let mut value = 0.0f32;
+        for i in 0..m {
+            value += a[i] * cos[i] + b[i] * sin[i];
+            let next_cos = cos[i] * step_cos[i] - sin[i] * step_sin[i];
+            sin[i] = sin[i] * step_cos[i] + cos[i] * step_sin[i];
+            cos[i] = next_cos;
+        }
+        let from = p0.max(lo) - lo;
+        let to = (p0 + CENTER_CHUNK).min(last + 1) - lo;
+        scores[from..to].iter_mut().for_each(|s| *s += value);
+        chunk += 1;
+        p0 += CENTER_CHUNK;
     }
+}
+
+/// The pairs whose share of some head's center energy is at least
+/// `1e-5`; the rest change scores by less than the cache's own rounding.
+pub fn significant_pairs(pairs: &[RopePair], center: &[f32], head_dim: usize) -> Vec<RopePair> {
+    let heads: Vec<&[f32]> = center.chunks_exact(head_dim).collect();
+    pairs
+        .iter()
+        .copied()
+        .filter(|p| {
+            heads.iter().any(|c| {
+                let total: f32 = c.iter().map(|x| x * x).sum();
+                let pair = c[p.a] * c[p.a] + c[p.b] * c[p.b];
+                total > 0.0 && pair >= 1e-5 * total
+            })
+        })
+        .collect()
 }
 
 /// Per-dimension key divisors for one KV head from the energies of its

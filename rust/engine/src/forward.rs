@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use turbokv_kernels::ops;
 
 use crate::attention::attend_head;
+use crate::centering::chunk_start;
 use crate::config::{Arch, Config, LayerAttention};
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::matmul::matmul;
@@ -166,8 +167,8 @@ fn attention_block(
     if let Some(probe) = probe.as_mut() {
         probe(il, &b.q, &b.k);
     }
-    subtract_centers(c, cache, b);
     apply_rope(c, model, &c.layers[il], n_past, b);
+    subtract_centers(c, model, &c.layers[il], cache, n_past, b);
 
     write_and_attend(model, cache, n_past, b);
 
@@ -178,13 +179,31 @@ fn attention_block(
     ops::add_inplace(&mut b.x, &b.proj);
 }
 
-/// Centers and scales the batch's keys before rope, for TurboQuant key
-/// caches: `k = (k - c) / s` (see `crate::centering`).
-fn subtract_centers(c: &Config, cache: &LayerCache, b: &mut Batch) {
-    let kv_dim = c.n_kv_heads * c.head_dim;
+/// Centers and scales the batch's keys after rope, for TurboQuant key
+/// caches: `k = (k - R(p0) c) / s` with `p0` the first position of the
+/// key's center chunk (see `crate::centering`).
+fn subtract_centers(c: &Config, model: &Model, layer: &LayerAttention, cache: &LayerCache, n_past: usize, b: &mut Batch) {
+    let d = c.head_dim;
+    let kv_dim = c.n_kv_heads * d;
     if let Some(center) = &cache.key_center {
-        for row in b.k.chunks_exact_mut(kv_dim) {
-            row.iter_mut().zip(center).for_each(|(x, m)| *x -= m);
+        let neox = c.arch == Arch::Gemma3;
+        let factors = model.weights.rope_freqs.as_deref();
+        let mut cos = vec![0.0f32; c.n_rot / 2];
+        let mut sin = vec![0.0f32; c.n_rot / 2];
+        let mut rotated = center.clone();
+        let mut rotated_at = usize::MAX;
+        for t in 0..b.n {
+            let p0 = chunk_start(n_past + t);
+            if p0 != rotated_at {
+                rope_angles(c, layer, factors, p0, &mut cos, &mut sin);
+                rotated.copy_from_slice(center);
+                for head in rotated.chunks_exact_mut(d) {
+                    ops::rope(head, &cos, &sin, neox);
+                }
+                rotated_at = p0;
+            }
+            let row = &mut b.k[t * kv_dim..(t + 1) * kv_dim];
+            row.iter_mut().zip(&rotated).for_each(|(x, m)| *x -= m);
         }
     }
     if let Some(scale) = &cache.key_scale {

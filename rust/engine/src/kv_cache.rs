@@ -9,7 +9,7 @@
 use turbokv_kernels::f16::{f16_to_f32_row, f32_to_f16_row};
 use turbokv_kernels::turbo::{self, TurboBits};
 
-use crate::centering::{LayerCenter, RopePair};
+use crate::centering::{chunk_start, significant_pairs, LayerCenter, RopePair};
 use crate::error::{Error, Result};
 
 /// How keys or values are stored.
@@ -223,8 +223,11 @@ pub struct LayerCache {
     pub key_center: Option<Vec<f32>>,
     /// Per-dimension key divisors `[n_kv_heads][head_dim]`, set with the centers.
     pub key_scale: Option<Vec<f32>>,
-    /// The layer's rope pairs, for the key-center term of each score.
+    /// The layer's rope pairs where the key center is not negligible, for
+    /// the key-center term of each score.
     pub rope_pairs: Vec<RopePair>,
+    /// All of the layer's rope pairs, for decoding keys.
+    pub all_rope_pairs: Vec<RopePair>,
 }
 
 impl LayerCache {
@@ -237,7 +240,8 @@ impl LayerCache {
     }
 
     /// Decodes the key of `head` at `pos` to the vector attention sees
-    /// (center added back, rotated to `pos`). For tests and tools.
+    /// (scale undone, center added back rotated to the chunk start). For
+    /// tests and tools.
     pub fn read_key(&self, head: usize, pos: usize, out: &mut [f32]) {
         self.k.read(head, self.slot(pos), out);
         if let Some(scale) = &self.key_scale {
@@ -247,13 +251,14 @@ impl LayerCache {
         if let Some(center) = &self.key_center {
             let d = self.k.head_dim;
             let c = &center[head * d..(head + 1) * d];
-            for p in &self.rope_pairs {
-                let (sin, cos) = (pos as f64 * p.omega).sin_cos();
+            let p0 = chunk_start(pos);
+            for p in &self.all_rope_pairs {
+                let (sin, cos) = (p0 as f64 * p.omega).sin_cos();
                 let (ca, cb) = (c[p.a] as f64, c[p.b] as f64);
                 out[p.a] += (ca * cos - cb * sin) as f32;
                 out[p.b] += (ca * sin + cb * cos) as f32;
             }
-            let rotated: Vec<bool> = (0..d).map(|i| self.rope_pairs.iter().any(|p| p.a == i || p.b == i)).collect();
+            let rotated: Vec<bool> = (0..d).map(|i| self.all_rope_pairs.iter().any(|p| p.a == i || p.b == i)).collect();
             for i in 0..d {
                 if !rotated[i] {
                     out[i] += c[i];
@@ -299,6 +304,7 @@ impl KvCache {
                 key_center: None,
                 key_scale: None,
                 rope_pairs: Vec::new(),
+                all_rope_pairs: Vec::new(),
             });
         }
         Ok(KvCache { n_ctx, k_type, v_type, layers })
@@ -319,7 +325,8 @@ impl KvCache {
             if std::env::var_os("TURBOKV_NO_KEY_SCALE").is_none() {
                 layer.key_scale = Some(center.key_scale.clone());
             }
-            layer.rope_pairs = center.pairs.clone();
+            layer.rope_pairs = significant_pairs(&center.pairs, &center.key, layer.k.head_dim);
+            layer.all_rope_pairs = center.pairs.clone();
         }
     }
 
