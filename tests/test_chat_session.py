@@ -12,9 +12,16 @@ from turbokv import _turbokv
 SYSTEM = "You are a helpful assistant."
 N_CTX = 512
 
-# Questions the 135M model answers correctly with greedy sampling (checked
-# with llama-cpp-python too), each paired with a word its answer must contain.
-CAPITALS = [("What is the capital of France?", "Paris"), ("And of Germany?", "Berlin")]
+# Questions the 135M model answers correctly with greedy sampling, each paired
+# with a word its answer must contain. The second depends on the first turn.
+# After SYSTEM, each greedy reply keeps a top-2 logit gap of at least 1.4 at
+# every token (measured on AVX2 with fp32, fp16 and turbo_kv_4b caches, and in
+# llama-cpp-python 0.3.36), so a change of summation order cannot flip it.
+# "What is the capital of France?" is avoided because its first token is a
+# near-tie ("The" vs "La", gap under 0.1).
+CAPITALS = [("What is the capital of Japan?", "Tokyo"), ("And of Germany?", "Berlin")]
+FIRST_QUESTION, FIRST_ANSWER = CAPITALS[0]
+FOLLOW_UP, FOLLOW_UP_ANSWER = CAPITALS[1]
 
 
 def native_session(model, kv_type, n_ctx=N_CTX):
@@ -66,7 +73,7 @@ def assert_cache_matches_fresh_prefill(model, session, kv_type):
 def test_turns_reuse_cache_byte_identical(smollm, kv_type):
     native_session(smollm, kv_type)
     conversation = smollm.chat(system=SYSTEM, cache_type_k=kv_type, cache_type_v=kv_type)
-    questions = ["What is the capital of France?", "And of Germany?", "Name a color.", "Thanks!"]
+    questions = [FIRST_QUESTION, FOLLOW_UP, "Name a color.", "Thanks!"]
 
     previous_prompt = []
     for turn, question in enumerate(questions):
@@ -105,12 +112,12 @@ def test_capitals_answered_across_turns(smollm, kv_type):
     assert [message["role"] for message in conversation.messages] == [
         "system", "user", "assistant", "user", "assistant",
     ]
-    assert "Berlin" in conversation.messages[-1]["content"]
+    assert FOLLOW_UP_ANSWER in conversation.messages[-1]["content"]
 
 
 def test_same_prompt_evaluates_one_token(smollm):
     conversation = smollm.chat(system=SYSTEM)
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    messages = [{"role": "user", "content": FIRST_QUESTION}]
 
     first = conversation.create_chat_completion(messages, temperature=0, max_tokens=8)
     again = conversation.create_chat_completion(messages, temperature=0, max_tokens=8)
@@ -122,7 +129,7 @@ def test_same_prompt_evaluates_one_token(smollm):
 
 
 def test_completion_dict_shape(smollm):
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is the capital of France?"}]
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": FIRST_QUESTION}]
 
     result = smollm.create_chat_completion(messages, temperature=0, max_tokens=40)
 
@@ -133,7 +140,7 @@ def test_completion_dict_shape(smollm):
     choice = result["choices"][0]
     assert choice["index"] == 0
     assert choice["message"]["role"] == "assistant"
-    assert "Paris" in choice["message"]["content"]
+    assert FIRST_ANSWER in choice["message"]["content"]
     assert choice["finish_reason"] == "stop"
     usage = result["usage"]
     assert usage["completion_tokens"] > 0
@@ -150,7 +157,7 @@ def test_finish_reason_length(smollm):
 
 
 def test_stream_chunks_match_completion(smollm):
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is the capital of France?"}]
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": FIRST_QUESTION}]
     whole = smollm.create_chat_completion(messages, temperature=0, max_tokens=40)
 
     chunks = list(smollm.create_chat_completion(messages, temperature=0, max_tokens=40, stream=True))
@@ -166,21 +173,21 @@ def test_stream_chunks_match_completion(smollm):
 
 
 def test_model_completions_reuse_cache(smollm):
-    first_messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is the capital of France?"}]
+    first_messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": FIRST_QUESTION}]
     first = smollm.create_chat_completion(first_messages, temperature=0, max_tokens=40)
     answer = first["choices"][0]["message"]
 
     second = smollm.create_chat_completion(
-        first_messages + [answer, {"role": "user", "content": "And of Germany?"}], temperature=0, max_tokens=40
+        first_messages + [answer, {"role": "user", "content": FOLLOW_UP}], temperature=0, max_tokens=40
     )
 
     assert second["usage"]["prompt_tokens_details"]["cached_tokens"] >= first["usage"]["prompt_tokens"]
-    assert "Berlin" in second["choices"][0]["message"]["content"]
+    assert FOLLOW_UP_ANSWER in second["choices"][0]["message"]["content"]
 
 
 def test_closed_stream_keeps_partial_reply(smollm):
     conversation = smollm.chat(system=SYSTEM)
-    completion = conversation.send("What is the capital of France?", temperature=0, max_tokens=40, stream=True)
+    completion = conversation.send(FIRST_QUESTION, temperature=0, max_tokens=40, stream=True)
 
     first_piece = next(completion)
     completion.close()
@@ -188,16 +195,16 @@ def test_closed_stream_keeps_partial_reply(smollm):
     assert completion.finish_reason == "length"
     assert list(completion) == []
     assert conversation.messages[-1] == {"role": "assistant", "content": first_piece}
-    answer = conversation.send("And of Germany?", temperature=0, max_tokens=40)
-    assert "Berlin" in answer
+    answer = conversation.send(FOLLOW_UP, temperature=0, max_tokens=40)
+    assert FOLLOW_UP_ANSWER in answer
 
 
 def test_new_reply_closes_running_stream(smollm):
     conversation = smollm.chat(system=SYSTEM)
-    running = conversation.send("What is the capital of France?", temperature=0, max_tokens=40, stream=True)
+    running = conversation.send(FIRST_QUESTION, temperature=0, max_tokens=40, stream=True)
     next(running)
 
-    conversation.send("And of Germany?", temperature=0, max_tokens=4)
+    conversation.send(FOLLOW_UP, temperature=0, max_tokens=4)
 
     assert running.finish_reason is not None
     assert list(running) == []
@@ -220,12 +227,12 @@ def test_context_overflow_keeps_conversation(smollm):
         conversation.send("word " * 100, temperature=0)
 
     assert conversation.messages == [{"role": "system", "content": SYSTEM}]
-    assert "Paris" in conversation.send("What is the capital of France?", temperature=0, max_tokens=20)
+    assert FIRST_ANSWER in conversation.send(FIRST_QUESTION, temperature=0, max_tokens=20)
 
 
 def test_reset_keeps_system_and_cache(smollm):
     conversation = smollm.chat(system=SYSTEM)
-    conversation.send("What is the capital of France?", temperature=0, max_tokens=8)
+    conversation.send(FIRST_QUESTION, temperature=0, max_tokens=8)
 
     conversation.reset()
     completion = conversation.send("Name a color.", temperature=0, max_tokens=4, stream=True)
