@@ -63,6 +63,38 @@ const BATCH_ROWS: usize = 2;
 /// Groups of 4 tokens per batch tile.
 const BATCH_GROUPS: usize = 2;
 
+/// Runs the one-token kernel `kernel::<G>` over tiles of `4 * G` rows,
+/// with the activation terms of every block prepared once (see
+/// [`prepare_decode`]).
+macro_rules! run_decode {
+    ($kernel:ident, $g:expr, $ops:expr, $sums:expr) => {{
+        const G: usize = $g;
+        const R: usize = 4 * G;
+        let ops: Operands = $ops;
+        let terms = prepare_decode(&ops, $sums);
+        let ahead = super::prefetch_distance(R * ops.row_bytes);
+        let mut r0 = 0;
+        while r0 < ops.n_rows {
+            let rows = (ops.n_rows - r0).min(R);
+            let mut w = [[ops.weights; 4]; G];
+            for (g, group) in w.iter_mut().enumerate() {
+                for (r, ptr) in group.iter_mut().enumerate() {
+                    *ptr = ops.weights.add((r0 + (4 * g + r).min(rows - 1)) * ops.row_bytes);
+                }
+            }
+            let sums: [[f32; 4]; G] = $kernel::<G>(ops.n_blocks, w, ops.acts, terms.as_ptr(), ahead);
+            for r in 0..rows {
+                *ops.out.add(r0 + r) = sums[r / 4][r % 4];
+            }
+            r0 += R;
+        }
+    }};
+}
+
+/// Groups of 4 rows per one-token tile: 1, 2 and 4 decoded at about the
+/// same speed with `bench_quants` on one AMD EPYC core.
+const DECODE_GROUPS: usize = 1;
+
 /// Pointers to tokens `t0..t0 + 4`, repeating the last token past the end.
 unsafe fn token_tile(ops: &Operands, t0: usize) -> [*const u8; 4] {
     let last = ops.n_tokens - 1;
@@ -90,24 +122,14 @@ enum ActSums {
 /// `d_t` is token `t`'s block scale.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn prepare_batch(ops: &Operands, sums: ActSums) -> Vec<f32> {
-    let block_bytes = if sums == ActSums::Q8_1 { 36 } else { 34 };
+    let block_bytes = act_block_bytes(sums);
     let n_tiles = (ops.n_tokens + 3) / 4;
     let mut prepared = vec![0.0f32; n_tiles * ops.n_blocks * 16];
     for (tile, terms) in prepared.chunks_exact_mut(ops.n_blocks * 16).enumerate() {
         let a = token_tile(ops, 4 * tile);
         for (b, block_terms) in terms.chunks_exact_mut(16).enumerate() {
             for t in 0..4 {
-                let block = a[t].add(b * block_bytes);
-                let halves = std::ptr::read_unaligned(block as *const u32);
-                let pair = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(halves as i32)));
-                let mut values = [0.0f32; 4];
-                _mm_storeu_ps(values.as_mut_ptr(), pair);
-                let d = values[0];
-                let offset = match sums {
-                    ActSums::None => 0.0,
-                    ActSums::Q8_0 => d * sum_i8(block.add(2)) as f32,
-                    ActSums::Q8_1 => values[1],
-                };
+                let (d, offset) = act_terms(a[t].add(b * block_bytes), sums);
                 block_terms[t] = d;
                 block_terms[t + 4] = d;
                 block_terms[t + 8] = offset;
@@ -116,6 +138,46 @@ unsafe fn prepare_batch(ops: &Operands, sums: ActSums) -> Vec<f32> {
         }
     }
     prepared
+}
+
+/// `[d, offset]` of every block of the first token, computed as
+/// [`prepare_batch`] does, so one-token and batch results agree bit for
+/// bit.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prepare_decode(ops: &Operands, sums: ActSums) -> Vec<f32> {
+    let block_bytes = act_block_bytes(sums);
+    let mut prepared = vec![0.0f32; 2 * ops.n_blocks];
+    for (b, block_terms) in prepared.chunks_exact_mut(2).enumerate() {
+        let (d, offset) = act_terms(ops.acts.add(b * block_bytes), sums);
+        block_terms[0] = d;
+        block_terms[1] = offset;
+    }
+    prepared
+}
+
+/// Bytes of a Q8_0 or Q8_1 activation block.
+fn act_block_bytes(sums: ActSums) -> usize {
+    if sums == ActSums::Q8_1 {
+        36
+    } else {
+        34
+    }
+}
+
+/// Reads the scale `d` and computes the offset term (see [`ActSums`]) of
+/// the activation block at `block`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn act_terms(block: *const u8, sums: ActSums) -> (f32, f32) {
+    let halves = std::ptr::read_unaligned(block as *const u32);
+    let pair = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(halves as i32)));
+    let d = _mm_cvtss_f32(pair);
+    let offset = match sums {
+        ActSums::None => 0.0,
+        ActSums::Q8_0 => d * sum_i8(block.add(2)) as f32,
+        ActSums::Q8_1 => _mm_cvtss_f32(_mm_movehdup_ps(pair)),
+    };
+    (d, offset)
 }
 
 /// Sum of 32 signed bytes.
@@ -143,19 +205,20 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 /// buffers of `ty` weights and `ty.vec_dot_type()` activations.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
-    // One token (decode) shares each activation block between 4 rows; a
-    // batch reuses each unpacked weight block for 4 tokens.
+    // One token (decode) shares each activation block between the rows of
+    // a tile, and a batch reuses each unpacked weight block for 4 tokens.
+    // Both give every output the same f32 operations in the same order.
     let single = ops.n_tokens == 1;
     match ty {
-        GgmlType::Q8_0 if single => run_tiles!(tile_q8_0, 4, 1, ops),
+        GgmlType::Q8_0 if single => run_decode!(decode_q8_0, DECODE_GROUPS, ops, ActSums::None),
         GgmlType::Q8_0 => run_batch!(batch_q8_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::None),
-        GgmlType::Q4_0 if single => run_tiles!(tile_q4_0, 4, 1, ops),
+        GgmlType::Q4_0 if single => run_decode!(decode_q4_0, DECODE_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q4_0 => run_batch!(batch_q4_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
-        GgmlType::Q5_0 if single => run_tiles!(tile_q5_0, 4, 1, ops),
+        GgmlType::Q5_0 if single => run_decode!(decode_q5_0, DECODE_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q5_0 => run_batch!(batch_q5_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
-        GgmlType::Q4_1 if single => run_tiles!(tile_q4_1, 4, 1, ops),
+        GgmlType::Q4_1 if single => run_decode!(decode_q4_1, DECODE_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q4_1 => run_batch!(batch_q4_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
-        GgmlType::Q5_1 if single => run_tiles!(tile_q5_1, 4, 1, ops),
+        GgmlType::Q5_1 if single => run_decode!(decode_q5_1, DECODE_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q5_1 => run_batch!(batch_q5_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
         GgmlType::Q4K => run_tiles!(tile_q4_k, 2, 4, ops),
@@ -272,22 +335,6 @@ unsafe fn bit_mask(p: *const u8) -> __m256i {
 
 // ------------------------------------------------------------ legacy quants
 
-/// Q4_0 quants centered to -8..8.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn signed_q4_0(block: *const u8) -> __m256i {
-    _mm256_sub_epi8(unpack_nibbles(block.add(2)), _mm256_set1_epi8(8))
-}
-
-/// Q5_0 quants centered to -16..16: `q - 16` is the nibble with the upper
-/// four bits set wherever the fifth bit is clear.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn signed_q5_0(block: *const u8) -> __m256i {
-    let high = _mm256_andnot_si256(bit_mask(block.add(2)), _mm256_set1_epi8(0xf0u8 as i8));
-    _mm256_or_si256(unpack_nibbles(block.add(6)), high)
-}
-
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn signed_q8_0(block: *const u8) -> __m256i {
@@ -306,106 +353,6 @@ unsafe fn unsigned_q5_1(block: *const u8) -> __m256i {
     let high = _mm256_and_si256(bit_mask(block.add(4)), _mm256_set1_epi8(0x10));
     _mm256_or_si256(unpack_nibbles(block.add(8)), high)
 }
-
-/// Tile kernel for weights with signed quants and one binary16 scale at
-/// offset 0, against Q8_0 activations: `sum_b d_w * d_a * sum(q_w * q_a)`.
-/// The signs move onto the activations, so `_mm256_maddubs_epi16`
-/// multiplies `|q_w|` as unsigned bytes. Weights may contain -128, but
-/// activations lie in -127..=127.
-macro_rules! signed_tile {
-    ($name:ident, $block_bytes:expr, $unpack:ident) => {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $name<const R: usize, const T: usize>(
-            n_blocks: usize,
-            w: [*const u8; R],
-            a: [*const u8; T],
-            ahead: usize,
-        ) -> [[f32; T]; R] {
-            const ACT_BYTES: usize = 34;
-            let ones = _mm256_set1_epi16(1);
-            let mut acc = [[_mm256_setzero_ps(); T]; R];
-            for b in 0..n_blocks {
-                let mut y = [_mm256_setzero_si256(); T];
-                let mut dy = [_mm256_setzero_ps(); T];
-                for t in 0..T {
-                    let block = a[t].add(b * ACT_BYTES);
-                    y[t] = load(block.add(2));
-                    dy[t] = f16_splat(block);
-                }
-                for r in 0..R {
-                    let block = w[r].add(b * $block_bytes);
-                    prefetch_weights::<T>(block, ahead);
-                    let x = $unpack(block);
-                    let dx = f16_splat(block);
-                    let abs_x = _mm256_sign_epi8(x, x);
-                    for t in 0..T {
-                        let products = _mm256_maddubs_epi16(abs_x, _mm256_sign_epi8(y[t], x));
-                        let sumi = _mm256_madd_epi16(products, ones);
-                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi), acc[r][t]);
-                    }
-                }
-            }
-            hsum_tile(&acc)
-        }
-    };
-}
-
-signed_tile!(tile_q4_0, 18, signed_q4_0);
-signed_tile!(tile_q5_0, 22, signed_q5_0);
-signed_tile!(tile_q8_0, 34, signed_q8_0);
-
-/// Tile kernel for weights with unsigned quants, a binary16 scale `d` and
-/// offset `m` at offsets 0 and 2, against Q8_1 activations:
-/// `sum_b d_w * d_a * sum(q_w * q_a) + m_w * s_a`.
-macro_rules! unsigned_tile {
-    ($name:ident, $block_bytes:expr, $unpack:ident) => {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $name<const R: usize, const T: usize>(
-            n_blocks: usize,
-            w: [*const u8; R],
-            a: [*const u8; T],
-            ahead: usize,
-        ) -> [[f32; T]; R] {
-            const ACT_BYTES: usize = 36;
-            let ones = _mm256_set1_epi16(1);
-            let mut acc = [[_mm256_setzero_ps(); T]; R];
-            let mut offsets = [[0.0f32; T]; R];
-            for b in 0..n_blocks {
-                let mut y = [_mm256_setzero_si256(); T];
-                let mut dy = [_mm256_setzero_ps(); T];
-                let mut sy = [0.0f32; T];
-                for t in 0..T {
-                    let block = a[t].add(b * ACT_BYTES);
-                    y[t] = load(block.add(4));
-                    let (d, s) = f16_pair(block);
-                    dy[t] = d;
-                    sy[t] = s;
-                }
-                for r in 0..R {
-                    let block = w[r].add(b * $block_bytes);
-                    prefetch_weights::<T>(block, ahead);
-                    let x = $unpack(block);
-                    let (dx, mx) = f16_pair(block);
-                    for t in 0..T {
-                        let sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(x, y[t]), ones);
-                        acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi), acc[r][t]);
-                        offsets[r][t] += mx * sy[t];
-                    }
-                }
-            }
-            let mut sums = hsum_tile(&acc);
-            for r in 0..R {
-                for t in 0..T {
-                    sums[r][t] += offsets[r][t];
-                }
-            }
-            sums
-        }
-    };
-}
-
-unsigned_tile!(tile_q4_1, 20, unsigned_q4_1);
-unsigned_tile!(tile_q5_1, 24, unsigned_q5_1);
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -517,6 +464,96 @@ batch_kernel!(batch_q5_0, 22, 34, 2, unsigned_q5_0, token_sums_small, false, -16
 batch_kernel!(batch_q8_0, 34, 34, 2, signed_q8_0, token_sums_signed, false, 0.0);
 batch_kernel!(batch_q4_1, 20, 36, 4, unsigned_q4_1, token_sums_small, true, 1.0);
 batch_kernel!(batch_q5_1, 24, 36, 4, unsigned_q5_1, token_sums_small, true, 1.0);
+
+/// [`token_sums_small`] with 4 weight rows against one token: `[r0, r1,
+/// r2, r3]` of elements 0..16, then of elements 16..32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_sums_small(x: &[__m256i; 4], y: __m256i) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let p01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x[0], y), _mm256_maddubs_epi16(x[1], y));
+    let p23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x[2], y), _mm256_maddubs_epi16(x[3], y));
+    _mm256_hadd_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones))
+}
+
+/// [`token_sums_signed`] with 4 weight rows against one token.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_sums_signed(x: &[__m256i; 4], y: __m256i) -> __m256i {
+    let ones = _mm256_set1_epi16(1);
+    let mut sums = [_mm256_setzero_si256(); 4];
+    for r in 0..4 {
+        let abs_x = _mm256_sign_epi8(x[r], x[r]);
+        sums[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(abs_x, _mm256_sign_epi8(y, x[r])), ones);
+    }
+    _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]), _mm256_hadd_epi32(sums[2], sums[3]))
+}
+
+/// Converts the binary16 scales `d` (offset 0) and offsets `m` (offset 2)
+/// of 4 blocks to `[d_0, d_1, d_2, d_3]` and `[m_0, m_1, m_2, m_3]`, each twice.
+/// Blocks without an `m` get their first two quant bytes read instead,
+/// which the caller ignores.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_scales(blocks: &[*const u8; 4]) -> (__m256, __m256) {
+    let word = |r: usize| std::ptr::read_unaligned(blocks[r] as *const u32) as i32;
+    let pairs = cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)));
+    let d = _mm256_permutevar8x32_ps(pairs, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    let m = _mm256_permutevar8x32_ps(pairs, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
+    (d, m)
+}
+
+/// One-token kernel over `G` groups of 4 rows, the transpose of
+/// `batch_kernel`: rows take the lanes that tokens take there, so every
+/// output goes through the same f32 operations, in the same order, as in a
+/// batch (the product requires bit-identical results for a token evaluated
+/// alone and inside a prompt). `terms` holds the activation's `[d, offset]`
+/// per block (see [`prepare_decode`]).
+macro_rules! decode_kernel {
+    ($name:ident, $block_bytes:expr, $act_bytes:expr, $qs:expr, $unpack:ident, $sums:ident, $has_m:expr, $coef:expr) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name<const G: usize>(
+            n_blocks: usize,
+            w: [[*const u8; 4]; G],
+            a: *const u8,
+            terms: *const f32,
+            ahead: usize,
+        ) -> [[f32; 4]; G] {
+            let mut acc = [_mm256_setzero_ps(); G];
+            let mut offsets = [_mm256_setzero_ps(); G];
+            for b in 0..n_blocks {
+                let y = load(a.add(b * $act_bytes + $qs));
+                let dy = _mm256_broadcast_ss(&*terms.add(2 * b));
+                let offset_term = _mm256_broadcast_ss(&*terms.add(2 * b + 1));
+                for g in 0..G {
+                    let mut blocks = [w[g][0]; 4];
+                    let mut x = [_mm256_setzero_si256(); 4];
+                    for r in 0..4 {
+                        blocks[r] = w[g][r].add(b * $block_bytes);
+                        prefetch_weights::<1>(blocks[r], ahead);
+                        x[r] = $unpack(blocks[r]);
+                    }
+                    let sums = $sums(&x, y);
+                    let (dx, m) = row_scales(&blocks);
+                    acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sums), acc[g]);
+                    if $has_m {
+                        offsets[g] = _mm256_fmadd_ps(m, offset_term, offsets[g]);
+                    } else if $coef != 0.0 {
+                        offsets[g] = _mm256_fmadd_ps(dx, offset_term, offsets[g]);
+                    }
+                }
+            }
+            let [sums] = finish_batch::<1, G>(&[acc], &[offsets], $coef);
+            sums
+        }
+    };
+}
+
+decode_kernel!(decode_q4_0, 18, 34, 2, unsigned_q4_0, row_sums_small, false, -8.0);
+decode_kernel!(decode_q5_0, 22, 34, 2, unsigned_q5_0, row_sums_small, false, -16.0);
+decode_kernel!(decode_q8_0, 34, 34, 2, signed_q8_0, row_sums_signed, false, 0.0);
+decode_kernel!(decode_q4_1, 20, 36, 4, unsigned_q4_1, row_sums_small, true, 1.0);
+decode_kernel!(decode_q5_1, 24, 36, 4, unsigned_q5_1, row_sums_small, true, 1.0);
 
 // ---------------------------------------------------------------- K-quants
 

@@ -416,7 +416,11 @@ pub struct GemmShape {
 /// Activations are encoded as `ty.vec_dot_type()` (see [`vec_dot`]). Each
 /// weight block is unpacked once per tile of tokens, which makes this the
 /// fast path for prompts. Results equal [`vec_dot`]'s up to the order of
-/// f32 additions. Panics if a buffer is shorter than `shape` requires.
+/// f32 additions. Each output's bits depend only on its weight row and
+/// activation row, not on `n_tokens` or the other rows. So [`vec_dot_rows`]
+/// (one token) and batches of any size agree exactly, and the engine's KV
+/// cache does not depend on how a prompt was split. Panics if a buffer is
+/// shorter than `shape` requires.
 pub fn gemm(ty: GgmlType, shape: GemmShape, weights: &[u8], acts: &[u8], out: &mut [f32]) {
     gemm_with(simd::active(), ty, shape, weights, acts, out)
 }

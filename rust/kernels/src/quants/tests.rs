@@ -793,3 +793,67 @@ fn gemm_rejects_short_stride() {
     let mut out = vec![0.0f32; 2];
     gemm(GgmlType::Q8_0, shape, &[0u8; 136], &[0u8; 68], &mut out);
 }
+
+/// Weight types with tile kernels, whose one-token and batch tiles are
+/// separate code.
+const TILED_TYPES: [GgmlType; 7] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+    GgmlType::Q5_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_1,
+    GgmlType::Q4K,
+    GgmlType::Q6K,
+];
+
+/// Checks that every output of `vec_dot_rows_with(isa)` for one token has
+/// the same bits as that token's output of `gemm_with(isa)` in batches of
+/// 1 to 9 tokens. The engine relies on it: a prompt evaluated token by
+/// token must leave the same KV cache as the prompt evaluated at once.
+fn check_batch_invariance(isa: Isa, ty: GgmlType, rng: &mut Rng) {
+    const MAX_TOKENS: usize = 9;
+    let n = 5 * ty.block_size();
+    let n_rows = 11;
+    let case = gemm_case(rng, ty, n, n_rows, MAX_TOKENS, 0);
+    let shape = case.shape;
+    let weights = &case.weights[1..];
+    let acts = &case.acts[1..];
+
+    let mut decoded = vec![[0.0f32; 11]; MAX_TOKENS];
+    for (t, out) in decoded.iter_mut().enumerate() {
+        let act = &acts[t * shape.act_row_bytes..][..shape.act_row_bytes];
+        vec_dot_rows_with(isa, ty, n, weights, shape.row_bytes, act, out);
+    }
+
+    for n_tokens in 1..=MAX_TOKENS {
+        let batch = GemmShape { n_tokens, out_stride: n_rows, ..shape };
+        let mut out = vec![0.0f32; n_tokens * n_rows];
+        gemm_with(isa, ty, batch, weights, acts, &mut out);
+        for (t, expected) in decoded.iter().enumerate().take(n_tokens) {
+            for (r, &one) in expected.iter().enumerate() {
+                let got = out[t * n_rows + r];
+                assert!(
+                    got.to_bits() == one.to_bits(),
+                    "{} {}: row {} token {} of a batch of {} gave {:e}, one token alone {:e}",
+                    ty.name(),
+                    isa.name(),
+                    r,
+                    t,
+                    n_tokens,
+                    got,
+                    one
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_outputs_match_one_token() {
+    let mut rng = Rng(29);
+    for &isa in &[Isa::Scalar, simd_isa()] {
+        for &ty in &TILED_TYPES {
+            check_batch_invariance(isa, ty, &mut rng);
+        }
+    }
+}
