@@ -346,7 +346,7 @@ class _ChunkProgressBar:
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar is None:
-            self._bar = click.progressbar(length=total, label="perplexity", file=click.get_text_stream("stderr"))
+            self._bar = click.progressbar(length=total, label="perplexity", file=sys.stderr)
             self._bar.__enter__()
         self._bar.update(done - self._bar.pos)
 
@@ -468,7 +468,7 @@ class _StepProgressBar:
 
     def __init__(self, length: int, label: str) -> None:
         self._bar = click.progressbar(
-            length=length, label=label, file=click.get_text_stream("stderr"), item_show_func=lambda item: item,
+            length=length, label=label, file=sys.stderr, item_show_func=lambda item: item,
         )
         self._bar.__enter__()
 
