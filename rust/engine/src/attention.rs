@@ -43,6 +43,11 @@ pub fn first_visible(pos: usize, window: Option<usize>) -> usize {
 
 /// Computes one head's attention output.
 ///
+/// NOTE: each query head scans its KV head's blocks on its own, so query
+/// heads that share a KV head (GQA) read and unpack the same blocks once per
+/// query head; a kernel that scores a whole group per block would read them
+/// once.
+///
 /// `q` is the query head vector (`head_dim`), `kv_head` the KV head it
 /// reads, `pos` the query's position (already written to the cache).
 /// `scores` is scratch space; `out` receives `head_dim` values.

@@ -2,11 +2,12 @@
 //! quantizing.
 //!
 //! Keys of a head share a large common component (measured on SmolLM2: the
-//! mean key holds 55-75% of the keys' energy, almost all of it in slowly
+//! mean key carries 55-75% of the keys' energy, almost all of it in slowly
 //! rotating rope pairs). Quantization error grows with the norm of what is
-//! quantized, so turbokv stores `k - c` instead of `k`, with `c` the head's
-//! mean key before rope, and adds the exact contribution of `c` back to
-//! every score.
+//! quantized, so turbokv stores `k - R(p0) c` instead of `k`, with `c` the
+//! head's mean key before rope and `R(p0)` the rope rotation at the first
+//! position of the key's 16-position chunk, and adds `q · R(p0) c` back to
+//! every score of that chunk.
 //!
 //! Centered keys are also divided, per rope pair, by `s` with
 //! `s^2 = sqrt(E|k - c|^2 / E|q|^2)` over the pair's two dimensions, and
