@@ -180,7 +180,12 @@ impl Session {
             LogitsWanted::From(i) => i.min(tokens.len()),
         };
         let model = Arc::clone(&self.model);
-        let logits = crate::forward::forward(&model, &mut self.cache, self.tokens.len(), tokens, from);
+        // Running the whole pass inside the pool makes the calling thread a
+        // worker, so each parallel step inside is a cheap in-pool fork
+        // instead of a cross-thread injection that wakes and blocks.
+        let n_past = self.tokens.len();
+        let cache = &mut self.cache;
+        let logits = model.pool.install(|| crate::forward::forward(&model, cache, n_past, tokens, from));
         self.tokens.extend_from_slice(tokens);
         Ok(logits)
     }
