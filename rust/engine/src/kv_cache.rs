@@ -212,6 +212,11 @@ impl Store {
     }
 }
 
+/// Positions a layer keeps: `n_ctx`, or the sliding window if smaller.
+pub fn layer_capacity(window: Option<usize>, n_ctx: usize) -> usize {
+    window.map_or(n_ctx, |w| w.min(n_ctx))
+}
+
 /// Keys and values of one layer.
 pub struct LayerCache {
     pub k: Store,
@@ -293,10 +298,7 @@ impl KvCache {
     ) -> Result<KvCache> {
         let mut layers = Vec::with_capacity(windows.len());
         for &window in windows {
-            let capacity = match window {
-                Some(w) => w.min(n_ctx),
-                None => n_ctx,
-            };
+            let capacity = layer_capacity(window, n_ctx);
             layers.push(LayerCache {
                 k: Store::new(k_type, n_kv_heads, capacity, head_dim)?,
                 v: Store::new(v_type, n_kv_heads, capacity, head_dim)?,

@@ -6,7 +6,7 @@ use crate::centering::{key_scales, rope_pairs, LayerCenter};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::kv_cache::{KvCache, KvType};
+use crate::kv_cache::{layer_capacity, KvCache, KvType};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -87,7 +87,7 @@ impl Model {
         c.layers
             .iter()
             .map(|l| {
-                let capacity = l.window.map_or(n_ctx, |w| w.min(n_ctx));
+                let capacity = layer_capacity(l.window, n_ctx);
                 c.n_kv_heads * capacity * (k_type.row_bytes(c.head_dim) + v_type.row_bytes(c.head_dim))
             })
             .sum()
@@ -200,7 +200,6 @@ fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
     let n = tokens.len();
     let d = c.head_dim;
     let kv_dim = c.n_kv_heads * d;
-    let q_dim = c.n_head * d;
 
     // keys[layer]: [n][kv_dim]; queries[layer]: [n][q_dim], before rope
     let mut keys: Vec<Vec<f32>> = vec![Vec::new(); c.n_layer];
@@ -222,19 +221,22 @@ fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
         let scale = 1.0 / (n.max(2) - 1) as f64;
         let key: Vec<f32> = key.iter().map(|x| (x * scale) as f32).collect();
         let pairs = rope_pairs(c, &c.layers[il], factors);
-        if log::log_enabled!(log::Level::Debug) {
-            log_scaling_gain(c, il, &pairs, &keys[il], &queries[il], &key);
-        }
-        let key_scale = layer_key_scales(c, &pairs, &keys[il], &queries[il], &key);
+        let key_scale = layer_key_scales(c, il, &pairs, &keys[il], &queries[il], &key);
         centers.push(LayerCenter { key, key_scale, pairs });
     }
     log::debug!("calibrated KV centers on {n} tokens");
-    let _ = q_dim;
     Ok(centers)
 }
 
 /// Key divisors of every KV head of a layer (see [`key_scales`]).
-fn layer_key_scales(c: &Config, pairs: &[crate::centering::RopePair], keys: &[f32], queries: &[f32], center: &[f32]) -> Vec<f32> {
+fn layer_key_scales(
+    c: &Config,
+    il: usize,
+    pairs: &[crate::centering::RopePair],
+    keys: &[f32],
+    queries: &[f32],
+    center: &[f32],
+) -> Vec<f32> {
     let d = c.head_dim;
     let kv_dim = c.n_kv_heads * d;
     let q_dim = c.n_head * d;
@@ -256,8 +258,10 @@ fn layer_key_scales(c: &Config, pairs: &[crate::centering::RopePair], keys: &[f3
                 }
             }
         }
+        let gain = scaling_gain(&ek, &eq);
+        log::debug!("layer {il} kv head {h}: predicted key scaling gain {gain:.2}");
         let head_scales = key_scales(pairs, &ek, &eq);
-        if scaling_gain(&ek, &eq) >= MIN_SCALING_GAIN {
+        if gain >= MIN_SCALING_GAIN {
             scales.extend(head_scales);
         } else {
             scales.extend(std::iter::repeat(1.0f32).take(d));
@@ -273,7 +277,9 @@ fn layer_key_scales(c: &Config, pairs: &[crate::centering::RopePair], keys: &[f3
 const MIN_SCALING_GAIN: f64 = 2.0;
 
 /// `(sum a)(sum b) / (sum sqrt(a b))^2` over dimensions: the factor by which
-/// ideal scaling divides the score error of quantized keys.
+/// ideal per-dimension scaling divides the score error of quantized keys.
+/// NOTE: the gate uses this per-dimension figure although the scales are
+/// shared within rope pairs, so it can overstate a head's gain.
 fn scaling_gain(key_energy: &[f64], query_energy: &[f64]) -> f64 {
     let a: f64 = query_energy.iter().sum();
     let b: f64 = key_energy.iter().sum();
@@ -282,45 +288,6 @@ fn scaling_gain(key_energy: &[f64], query_energy: &[f64]) -> f64 {
         a * b / (ab * ab)
     } else {
         1.0
-    }
-}
-
-/// Logs how much per-pair scaling could cut the score error of quantized
-/// centered keys: `(sum a)(sum b) / (sum sqrt(a b))^2` with `a`, `b` the
-/// query and centered-key energies of each rope pair.
-fn log_scaling_gain(c: &Config, il: usize, pairs: &[crate::centering::RopePair], keys: &[f32], queries: &[f32], center: &[f32]) {
-    let d = c.head_dim;
-    let kv_dim = c.n_kv_heads * d;
-    let q_dim = c.n_head * d;
-    let gqa = c.gqa_ratio();
-    for h in 0..c.n_kv_heads {
-        let mut gain_terms = (0.0f64, 0.0f64, 0.0f64);
-        let mut raw = 0.0f64;
-        let mut centered = 0.0f64;
-        for p in pairs {
-            let mut ek = 0.0f64;
-            let mut ek_raw = 0.0f64;
-            for row in keys.chunks_exact(kv_dim).skip(1) {
-                let (ka, kb) = (row[h * d + p.a] as f64, row[h * d + p.b] as f64);
-                let (ca, cb) = (center[h * d + p.a] as f64, center[h * d + p.b] as f64);
-                ek += (ka - ca).powi(2) + (kb - cb).powi(2);
-                ek_raw += ka * ka + kb * kb;
-            }
-            let mut eq = 0.0f64;
-            for row in queries.chunks_exact(q_dim).skip(1) {
-                for g in 0..gqa {
-                    let base = (h * gqa + g) * d;
-                    eq += (row[base + p.a] as f64).powi(2) + (row[base + p.b] as f64).powi(2);
-                }
-            }
-            gain_terms.0 += eq;
-            gain_terms.1 += ek;
-            gain_terms.2 += (eq * ek).sqrt();
-            raw += ek_raw;
-            centered += ek;
-        }
-        let gain = gain_terms.0 * gain_terms.1 / (gain_terms.2 * gain_terms.2);
-        log::debug!("layer {il} kv head {h}: centering keeps {:.2} of key energy, pair scaling gain {:.2}", centered / raw, gain);
     }
 }
 
