@@ -281,167 +281,242 @@ unsafe fn store_codes8<const BITS: u32>(out: &mut [u8], len: usize, g: usize, co
     }
 }
 
+/// Query heads one kernel call scores or accumulates at once; more heads
+/// are done in calls of this many.
+const MAX_HEADS: usize = 4;
+
 /// # Safety
-/// AVX2 and FMA are available; `q.len()` is a multiple of 8 up to 128 and
-/// the caller checked that `blocks` holds `n` blocks at `stride`.
+/// AVX2 and FMA are available; `len` is a multiple of 8 up to 128,
+/// `q.len()` a multiple of `len` (one query per head), `out` holds
+/// `out_stride` scores per head, and the caller checked that `blocks`
+/// holds `n` blocks at `stride`.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn score_many(
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn score_heads(
     bits: TurboBits,
     q: &[f32],
+    len: usize,
     blocks: &[u8],
     stride: usize,
     n: usize,
     out: &mut [f32],
+    out_stride: usize,
 ) {
-    match bits {
-        TurboBits::B3 => score_many_impl::<3>(bits, q, blocks, stride, n, out),
-        TurboBits::B4 => score_many_impl::<4>(bits, q, blocks, stride, n, out),
-        TurboBits::B5 => score_many_impl::<5>(bits, q, blocks, stride, n, out),
+    let heads = q.len() / len;
+    let mut h0 = 0;
+    while h0 < heads {
+        let h = (heads - h0).min(MAX_HEADS);
+        let q = &q[h0 * len..(h0 + h) * len];
+        let out = &mut out[h0 * out_stride..];
+        match bits {
+            TurboBits::B3 => score_bits::<3>(bits, q, len, h, blocks, stride, n, out, out_stride),
+            TurboBits::B4 => score_bits::<4>(bits, q, len, h, blocks, stride, n, out, out_stride),
+            TurboBits::B5 => score_bits::<5>(bits, q, len, h, blocks, stride, n, out, out_stride),
+        }
+        h0 += h;
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn score_many_impl<const BITS: u32>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn score_bits<const BITS: u32>(
     bits: TurboBits,
     q: &[f32],
+    len: usize,
+    heads: usize,
     blocks: &[u8],
     stride: usize,
     n: usize,
     out: &mut [f32],
+    out_stride: usize,
 ) {
-    let len = q.len();
+    match heads {
+        1 => score_impl::<BITS, 1>(bits, q, len, blocks, stride, n, out, out_stride),
+        2 => score_impl::<BITS, 2>(bits, q, len, blocks, stride, n, out, out_stride),
+        3 => score_impl::<BITS, 3>(bits, q, len, blocks, stride, n, out, out_stride),
+        _ => score_impl::<BITS, 4>(bits, q, len, blocks, stride, n, out, out_stride),
+    }
+}
+
+/// Scores `n` blocks against `H` queries: each group of 8 codes is
+/// unpacked and looked up once and multiplied into every query. Each
+/// query's sum runs in the same order as with `H = 1`, so the grouping
+/// does not change any score.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn score_impl<const BITS: u32, const H: usize>(
+    bits: TurboBits,
+    q: &[f32],
+    len: usize,
+    blocks: &[u8],
+    stride: usize,
+    n: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
     let groups = len / 8;
     let scale_at = code_bytes(bits, len);
     let tables = load_tables(bits);
     let qp = q.as_ptr();
-    for (i, o) in out[..n].iter_mut().enumerate() {
+    let op = out.as_mut_ptr();
+    for i in 0..n {
         let block = blocks.as_ptr().add(i * stride);
-        let mut acc0 = _mm256_setzero_ps();
-        let mut acc1 = _mm256_setzero_ps();
+        let mut acc = [[_mm256_setzero_ps(); 2]; H];
         let mut g = 0;
         while g + 2 <= groups {
             let c0 = lookup::<BITS>(&tables, codes8::<BITS>(block, len, g));
             let c1 = lookup::<BITS>(&tables, codes8::<BITS>(block, len, g + 1));
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(8 * g)), c0, acc0);
-            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(8 * g + 8)), c1, acc1);
+            for (h, a) in acc.iter_mut().enumerate() {
+                let qh = qp.add(h * len + 8 * g);
+                a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(qh), c0, a[0]);
+                a[1] = _mm256_fmadd_ps(_mm256_loadu_ps(qh.add(8)), c1, a[1]);
+            }
             g += 2;
         }
         if g < groups {
             let c0 = lookup::<BITS>(&tables, codes8::<BITS>(block, len, g));
-            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(8 * g)), c0, acc0);
+            for (h, a) in acc.iter_mut().enumerate() {
+                a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(h * len + 8 * g)), c0, a[0]);
+            }
         }
-        *o = hsum(_mm256_add_ps(acc0, acc1)) * block_scale(block, scale_at);
+        let scale = block_scale(block, scale_at);
+        for (h, a) in acc.iter().enumerate() {
+            *op.add(h * out_stride + i) = hsum(_mm256_add_ps(a[0], a[1])) * scale;
+        }
     }
 }
 
 /// # Safety
-/// AVX2 and FMA are available; `acc.len()` is a multiple of 8 up to 128 and
-/// the caller checked that `blocks` holds `weights.len()` blocks at `stride`.
+/// AVX2 and FMA are available; `len` is a multiple of 8 up to 128,
+/// `acc.len()` a multiple of `len` (one accumulator per head), `weights`
+/// holds `w_stride` weights per head, and the caller checked that `blocks`
+/// holds `n` blocks at `stride`.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn accumulate_many(
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn accumulate_heads(
     bits: TurboBits,
     acc: &mut [f32],
+    len: usize,
     weights: &[f32],
+    w_stride: usize,
+    n: usize,
     blocks: &[u8],
     stride: usize,
 ) {
-    match (bits, acc.len() / 8) {
-        (TurboBits::B3, 1) => accumulate_impl::<3, 1>(bits, acc, weights, blocks, stride),
-        (TurboBits::B3, 2) => accumulate_impl::<3, 2>(bits, acc, weights, blocks, stride),
-        (TurboBits::B3, 4) => accumulate_impl::<3, 4>(bits, acc, weights, blocks, stride),
-        (TurboBits::B3, _) => accumulate_impl::<3, 8>(bits, acc, weights, blocks, stride),
-        (TurboBits::B4, 1) => accumulate_impl::<4, 1>(bits, acc, weights, blocks, stride),
-        (TurboBits::B4, 2) => accumulate_impl::<4, 2>(bits, acc, weights, blocks, stride),
-        (TurboBits::B4, 4) => accumulate_impl::<4, 4>(bits, acc, weights, blocks, stride),
-        (TurboBits::B4, _) => accumulate_impl::<4, 8>(bits, acc, weights, blocks, stride),
-        (TurboBits::B5, 1) => accumulate_impl::<5, 1>(bits, acc, weights, blocks, stride),
-        (TurboBits::B5, 2) => accumulate_impl::<5, 2>(bits, acc, weights, blocks, stride),
-        (TurboBits::B5, 4) => accumulate_impl::<5, 4>(bits, acc, weights, blocks, stride),
-        (TurboBits::B5, _) => accumulate_impl::<5, 8>(bits, acc, weights, blocks, stride),
+    let heads = acc.len() / len;
+    let mut h0 = 0;
+    while h0 < heads {
+        let h = (heads - h0).min(MAX_HEADS);
+        let acc = &mut acc[h0 * len..(h0 + h) * len];
+        let w = Weights { ptr: weights.as_ptr().add(h0 * w_stride), stride: w_stride };
+        let job = Job { bits, len, n, blocks, stride };
+        match bits {
+            TurboBits::B3 => accumulate_bits::<3>(&job, acc, h, w),
+            TurboBits::B4 => accumulate_bits::<4>(&job, acc, h, w),
+            TurboBits::B5 => accumulate_bits::<5>(&job, acc, h, w),
+        }
+        h0 += h;
+    }
+}
+
+/// The blocks an accumulation reads.
+struct Job<'a> {
+    bits: TurboBits,
+    len: usize,
+    n: usize,
+    blocks: &'a [u8],
+    stride: usize,
+}
+
+/// Per-head weight rows: weight `i` of head `h` is at `ptr + h * stride + i`.
+#[derive(Clone, Copy)]
+struct Weights {
+    ptr: *const f32,
+    stride: usize,
+}
+
+/// Picks how many groups of 8 accumulator lanes per head stay in
+/// registers: `H * K` accumulators plus `H` weights fit in 16 registers.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn accumulate_bits<const BITS: u32>(job: &Job, acc: &mut [f32], heads: usize, w: Weights) {
+    match heads {
+        1 => accumulate_impl::<BITS, 1, 8>(job, acc, w),
+        2 => accumulate_impl::<BITS, 2, 4>(job, acc, w),
+        3 => accumulate_impl::<BITS, 3, 2>(job, acc, w),
+        _ => accumulate_impl::<BITS, 4, 2>(job, acc, w),
     }
 }
 
 /// Positions per tile: a tile of 4-bit blocks of 128 stays within 8 KiB, so
-/// the second pass over a tile (for 16 groups) hits L1.
+/// the later passes over a tile hit L1.
 const TILE: usize = 128;
 
-/// Streams tiles of positions past `G` groups of the accumulator, which
-/// stay in registers. When `G` does not divide the group count, the
-/// leftover groups are done one at a time.
+/// Streams tiles of positions past `K` groups of each of the `H`
+/// accumulators, which stay in registers. When `K` does not divide the
+/// group count, the leftover groups are done one at a time.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn accumulate_impl<const BITS: u32, const G: usize>(
-    bits: TurboBits,
+unsafe fn accumulate_impl<const BITS: u32, const H: usize, const K: usize>(
+    job: &Job,
     acc: &mut [f32],
-    weights: &[f32],
-    blocks: &[u8],
-    stride: usize,
+    w: Weights,
 ) {
-    let groups = acc.len() / 8;
-    let tables = load_tables(bits);
+    let groups = job.len / 8;
+    let tables = load_tables(job.bits);
     let mut start = 0;
-    while start < weights.len() {
-        let end = (start + TILE).min(weights.len());
+    while start < job.n {
+        let end = (start + TILE).min(job.n);
         let mut g0 = 0;
-        while g0 + G <= groups {
-            accumulate_pass::<BITS, G>(
-                bits,
-                &tables,
-                acc,
-                g0,
-                &weights[start..end],
-                blocks,
-                start,
-                stride,
-            );
-            g0 += G;
+        while g0 + K <= groups {
+            accumulate_pass::<BITS, H, K>(job, &tables, acc, g0, w, start, end);
+            g0 += K;
         }
         while g0 < groups {
-            accumulate_pass::<BITS, 1>(
-                bits,
-                &tables,
-                acc,
-                g0,
-                &weights[start..end],
-                blocks,
-                start,
-                stride,
-            );
+            accumulate_pass::<BITS, H, 1>(job, &tables, acc, g0, w, start, end);
             g0 += 1;
         }
         start = end;
     }
 }
 
-/// Adds positions `first..first + weights.len()` to groups `g0..g0 + G`.
+/// Adds positions `first..end` to groups `g0..g0 + K` of every head. Each
+/// lane sums its positions in order, as with one head.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn accumulate_pass<const BITS: u32, const G: usize>(
-    bits: TurboBits,
+unsafe fn accumulate_pass<const BITS: u32, const H: usize, const K: usize>(
+    job: &Job,
     tables: &Tables,
     acc: &mut [f32],
     g0: usize,
-    weights: &[f32],
-    blocks: &[u8],
+    w: Weights,
     first: usize,
-    stride: usize,
+    end: usize,
 ) {
-    let len = acc.len();
-    let scale_at = code_bytes(bits, len);
+    let len = job.len;
+    let scale_at = code_bytes(job.bits, len);
     let ap = acc.as_mut_ptr().add(8 * g0);
-    let mut regs = [_mm256_setzero_ps(); G];
-    for (k, r) in regs.iter_mut().enumerate() {
-        *r = _mm256_loadu_ps(ap.add(8 * k));
-    }
-    for (i, &weight) in weights.iter().enumerate() {
-        let block = blocks.as_ptr().add((first + i) * stride);
-        let w = _mm256_set1_ps(weight * block_scale(block, scale_at));
-        for (k, r) in regs.iter_mut().enumerate() {
-            let c = lookup::<BITS>(tables, codes8::<BITS>(block, len, g0 + k));
-            *r = _mm256_fmadd_ps(w, c, *r);
+    let mut regs = [[_mm256_setzero_ps(); K]; H];
+    for (h, r) in regs.iter_mut().enumerate() {
+        for (k, v) in r.iter_mut().enumerate() {
+            *v = _mm256_loadu_ps(ap.add(h * len + 8 * k));
         }
     }
-    for (k, r) in regs.iter().enumerate() {
-        _mm256_storeu_ps(ap.add(8 * k), *r);
+    for i in first..end {
+        let block = job.blocks.as_ptr().add(i * job.stride);
+        let scale = block_scale(block, scale_at);
+        let mut wv = [_mm256_setzero_ps(); H];
+        for (h, v) in wv.iter_mut().enumerate() {
+            *v = _mm256_set1_ps(*w.ptr.add(h * w.stride + i) * scale);
+        }
+        for k in 0..K {
+            let c = lookup::<BITS>(tables, codes8::<BITS>(block, len, g0 + k));
+            for h in 0..H {
+                regs[h][k] = _mm256_fmadd_ps(wv[h], c, regs[h][k]);
+            }
+        }
+    }
+    for (h, r) in regs.iter().enumerate() {
+        for (k, v) in r.iter().enumerate() {
+            _mm256_storeu_ps(ap.add(h * len + 8 * k), *v);
+        }
     }
 }

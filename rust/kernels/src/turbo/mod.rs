@@ -268,26 +268,41 @@ pub fn score_many(
     n: usize,
     out: &mut [f32],
 ) {
-    let len = q_rot.len();
+    score_many_heads(bits, q_rot.len(), q_rot, blocks, block_stride, n, out, n);
+}
+
+/// Scores `n` blocks of length `len` against several rotated queries (the
+/// query heads that share one KV head), reading each block once:
+/// `out[h * out_stride + i] = score(bits, &q_rot[h * len..(h + 1) * len],
+/// &blocks[i * block_stride..])` for every head `h < q_rot.len() / len`.
+#[allow(clippy::too_many_arguments)]
+pub fn score_many_heads(
+    bits: TurboBits,
+    len: usize,
+    q_rot: &[f32],
+    blocks: &[u8],
+    block_stride: usize,
+    n: usize,
+    out: &mut [f32],
+    out_stride: usize,
+) {
     check_many("score_many", bits, len, blocks.len(), block_stride, n);
-    assert!(
-        out.len() >= n,
-        "score_many: out has {} elements but n is {}",
-        out.len(),
-        n
-    );
+    let heads = check_heads("score_many", len, q_rot.len());
+    check_rows("score_many", "out", out.len(), heads, out_stride, n);
     match simd::active() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if simd_len(len) => unsafe {
-            avx2::score_many(bits, q_rot, blocks, block_stride, n, out)
+            avx2::score_heads(bits, q_rot, len, blocks, block_stride, n, out, out_stride)
         },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if simd_len(len) => unsafe {
-            neon::score_many(bits, q_rot, blocks, block_stride, n, out)
+            neon::score_heads(bits, q_rot, len, blocks, block_stride, n, out, out_stride)
         },
         _ => {
-            for (i, o) in out[..n].iter_mut().enumerate() {
-                *o = scalar::score(bits, q_rot, &blocks[i * block_stride..]);
+            for (h, q) in q_rot.chunks_exact(len).enumerate() {
+                for i in 0..n {
+                    out[h * out_stride + i] = scalar::score(bits, q, &blocks[i * block_stride..]);
+                }
             }
         }
     }
@@ -302,24 +317,85 @@ pub fn accumulate_many(
     blocks: &[u8],
     block_stride: usize,
 ) {
-    let len = acc.len();
     let n = weights.len();
+    accumulate_many_heads(bits, acc.len(), acc, weights, n, n, blocks, block_stride);
+}
+
+/// [`accumulate_many`] for several heads reading the same `n` blocks of
+/// length `len` once: head `h` adds `weights[h * w_stride + i]` times block
+/// `i` to `acc[h * len..(h + 1) * len]`, for every head
+/// `h < acc.len() / len`.
+#[allow(clippy::too_many_arguments)]
+pub fn accumulate_many_heads(
+    bits: TurboBits,
+    len: usize,
+    acc: &mut [f32],
+    weights: &[f32],
+    w_stride: usize,
+    n: usize,
+    blocks: &[u8],
+    block_stride: usize,
+) {
     check_many("accumulate_many", bits, len, blocks.len(), block_stride, n);
+    let heads = check_heads("accumulate_many", len, acc.len());
+    check_rows("accumulate_many", "weights", weights.len(), heads, w_stride, n);
     match simd::active() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if simd_len(len) => unsafe {
-            avx2::accumulate_many(bits, acc, weights, blocks, block_stride)
+            avx2::accumulate_heads(bits, acc, len, weights, w_stride, n, blocks, block_stride)
         },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon if simd_len(len) => unsafe {
-            neon::accumulate_many(bits, acc, weights, blocks, block_stride)
+            neon::accumulate_heads(bits, acc, len, weights, w_stride, n, blocks, block_stride)
         },
         _ => {
-            for (i, &w) in weights.iter().enumerate() {
-                scalar::accumulate(bits, acc, w, &blocks[i * block_stride..]);
+            for (h, a) in acc.chunks_exact_mut(len).enumerate() {
+                for i in 0..n {
+                    let w = weights[h * w_stride + i];
+                    scalar::accumulate(bits, a, w, &blocks[i * block_stride..]);
+                }
             }
         }
     }
+}
+
+/// Returns the number of heads in `total` floats of `len` each.
+fn check_heads(op: &str, len: usize, total: usize) -> usize {
+    assert!(
+        total % len == 0,
+        "{}: {} query floats are not whole heads of {}",
+        op,
+        total,
+        len
+    );
+    total / len
+}
+
+/// Checks that `have` floats hold `heads` rows of `n` at `stride`.
+fn check_rows(op: &str, what: &str, have: usize, heads: usize, stride: usize, n: usize) {
+    if heads == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        stride >= n,
+        "{}: {} stride {} is shorter than the {} positions",
+        op,
+        what,
+        stride,
+        n
+    );
+    let need = (heads - 1) * stride + n;
+    assert!(
+        have >= need,
+        "{}: {} has {} elements but {} heads of {} at stride {} need {}",
+        op,
+        what,
+        have,
+        heads,
+        n,
+        stride,
+        need
+    );
 }
 
 fn check_many(op: &str, bits: TurboBits, len: usize, have: usize, stride: usize, n: usize) {

@@ -16,7 +16,10 @@ fn reference_distortion(bits: TurboBits) -> f64 {
     }
 }
 
-type ScoreManyFn = unsafe fn(TurboBits, &[f32], &[u8], usize, usize, &mut [f32]);
+/// `(bits, q, len, blocks, stride, n, out, out_stride)`.
+type ScoreHeadsFn = unsafe fn(TurboBits, &[f32], usize, &[u8], usize, usize, &mut [f32], usize);
+/// `(bits, acc, len, weights, w_stride, n, blocks, stride)`.
+type AccumulateHeadsFn = unsafe fn(TurboBits, &mut [f32], usize, &[f32], usize, usize, &[u8], usize);
 
 /// One SIMD implementation of the TurboQuant kernels.
 struct Simd {
@@ -24,8 +27,8 @@ struct Simd {
     rotate: unsafe fn(&mut [f32]),
     rotate_inverse: unsafe fn(&mut [f32]),
     quantize_block: unsafe fn(TurboBits, &[f32], &mut [u8]),
-    score_many: ScoreManyFn,
-    accumulate_many: unsafe fn(TurboBits, &mut [f32], &[f32], &[u8], usize),
+    score_heads: ScoreHeadsFn,
+    accumulate_heads: AccumulateHeadsFn,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -39,8 +42,8 @@ fn simd_paths() -> Vec<Simd> {
         rotate: avx2::rotate,
         rotate_inverse: avx2::rotate_inverse,
         quantize_block: avx2::quantize_block,
-        score_many: avx2::score_many,
-        accumulate_many: avx2::accumulate_many,
+        score_heads: avx2::score_heads,
+        accumulate_heads: avx2::accumulate_heads,
     }]
 }
 
@@ -51,8 +54,8 @@ fn simd_paths() -> Vec<Simd> {
         rotate: neon::rotate,
         rotate_inverse: neon::rotate_inverse,
         quantize_block: neon::quantize_block,
-        score_many: neon::score_many,
-        accumulate_many: neon::accumulate_many,
+        score_heads: neon::score_heads,
+        accumulate_heads: neon::accumulate_heads,
     }]
 }
 
@@ -492,7 +495,7 @@ fn simd_score_and_accumulate_match_scalar() {
                     let case = format!("{} {:?} len {} n {}", k.name, bits, len, n);
 
                     let mut got = vec![0f32; n];
-                    unsafe { (k.score_many)(bits, &q, &blocks, stride, n, &mut got) };
+                    unsafe { (k.score_heads)(bits, &q, len, &blocks, stride, n, &mut got, n) };
                     for i in 0..n {
                         let block = &blocks[i * stride..];
                         let want = scalar::score(bits, &q, block);
@@ -518,7 +521,7 @@ fn simd_score_and_accumulate_match_scalar() {
                         scalar::accumulate(bits, &mut want, w, &blocks[i * stride..]);
                     }
                     let mut got = acc0.clone();
-                    unsafe { (k.accumulate_many)(bits, &mut got, &weights, &blocks, stride) };
+                    unsafe { (k.accumulate_heads)(bits, &mut got, len, &weights, n, n, &blocks, stride) };
                     for j in 0..len {
                         let tol = 1e-5 * (n as f32).sqrt() * (1.0 + want[j].abs());
                         assert!(
@@ -531,6 +534,80 @@ fn simd_score_and_accumulate_match_scalar() {
                         );
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Several query heads in one call give each head exactly what a call for
+/// that head alone gives: grouping heads only shares the unpacking.
+#[test]
+fn simd_head_groups_equal_single_heads() {
+    let mut rng = SplitMix64::new(21);
+    for k in simd_paths() {
+        for &bits in &ALL_BITS {
+            for &len in &[8usize, 64, 128] {
+                for &heads in &[2usize, 3, 4, 5, 9] {
+                    let n = 37;
+                    let stride = block_bytes(bits, len) + 3;
+                    let blocks = random_blocks(bits, len, n, stride, &mut rng);
+                    let q = rng.gaussian_vec(heads * len);
+                    let case = format!("{} {:?} len {} heads {}", k.name, bits, len, heads);
+
+                    let out_stride = n + 2;
+                    let mut grouped = vec![0f32; heads * out_stride];
+                    unsafe {
+                        (k.score_heads)(bits, &q, len, &blocks, stride, n, &mut grouped, out_stride)
+                    };
+                    for h in 0..heads {
+                        let mut alone = vec![0f32; n];
+                        let qh = &q[h * len..(h + 1) * len];
+                        unsafe { (k.score_heads)(bits, qh, len, &blocks, stride, n, &mut alone, n) };
+                        let row = &grouped[h * out_stride..h * out_stride + n];
+                        assert_eq!(row, &alone[..], "{} scores of head {}", case, h);
+                    }
+
+                    let weights = rng.uniform_vec(heads * out_stride, 0.0, 1.0);
+                    let acc0 = rng.gaussian_vec(heads * len);
+                    let mut grouped = acc0.clone();
+                    unsafe {
+                        (k.accumulate_heads)(bits, &mut grouped, len, &weights, out_stride, n, &blocks, stride)
+                    };
+                    for h in 0..heads {
+                        let mut alone = acc0[h * len..(h + 1) * len].to_vec();
+                        let wh = &weights[h * out_stride..h * out_stride + n];
+                        unsafe { (k.accumulate_heads)(bits, &mut alone, len, wh, n, n, &blocks, stride) };
+                        assert_eq!(&grouped[h * len..(h + 1) * len], &alone[..], "{} values of head {}", case, h);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The public many-head entry points agree with the one-head ones on
+/// every path, including the scalar one for short blocks.
+#[test]
+fn many_heads_match_one_head_calls() {
+    let mut rng = SplitMix64::new(34);
+    for &bits in &ALL_BITS {
+        for &len in &LENGTHS {
+            let (n, heads) = (11, 3);
+            let stride = block_bytes(bits, len);
+            let blocks = random_blocks(bits, len, n, stride, &mut rng);
+            let q = rng.gaussian_vec(heads * len);
+            let mut grouped = vec![0f32; heads * n];
+            score_many_heads(bits, len, &q, &blocks, stride, n, &mut grouped, n);
+            let weights = rng.uniform_vec(heads * n, 0.0, 1.0);
+            let mut acc = vec![0f32; heads * len];
+            accumulate_many_heads(bits, len, &mut acc, &weights, n, n, &blocks, stride);
+            for h in 0..heads {
+                let mut alone = vec![0f32; n];
+                score_many(bits, &q[h * len..(h + 1) * len], &blocks, stride, n, &mut alone);
+                assert_eq!(&grouped[h * n..(h + 1) * n], &alone[..], "{:?} len {} head {}", bits, len, h);
+                let mut one = vec![0f32; len];
+                accumulate_many(bits, &mut one, &weights[h * n..(h + 1) * n], &blocks, stride);
+                assert_eq!(&acc[h * len..(h + 1) * len], &one[..], "{:?} len {} head {}", bits, len, h);
             }
         }
     }
