@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 use turbokv_kernels::ops;
 
-use crate::attention::attend_head;
+use crate::attention::{self, Shape};
 use crate::centering::chunk_start;
 use crate::config::{Arch, Config, LayerAttention};
 use crate::kv_cache::{KvCache, LayerCache};
@@ -224,31 +224,44 @@ fn write_token(c: &Config, cache: &mut LayerCache, pos: usize, t: usize, b: &Bat
     }
 }
 
-/// Attends tokens `t0..t1` of the batch, one task per (token, head).
+/// Attends tokens `t0..t1` of the batch: the tasks of
+/// [`attention::plan`] run on the pool, then each (token, KV head) group
+/// merges its tasks' results into `b.attn`.
 fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1: usize, b: &mut Batch) {
     let c = &model.config;
-    let d = c.head_dim;
-    let n_head = c.n_head;
-    let gqa = c.gqa_ratio();
-    let q = &b.q;
-    let out = &mut b.attn[t0 * n_head * d..t1 * n_head * d];
-
-    let task = |scores: &mut Vec<f32>, (i, out_h): (usize, &mut [f32])| {
-        let t = t0 + i / n_head;
-        let h = i % n_head;
-        let q_h = &q[(t * n_head + h) * d..(t * n_head + h + 1) * d];
-        attend_head(cache, h / gqa, q_h, n_past + t, c.attn_scale, scores, out_h);
-    };
-
+    let shape = Shape { head_dim: c.head_dim, n_head: c.n_head, group: c.gqa_ratio(), scale: c.attn_scale };
+    let out = &mut b.attn[t0 * c.n_head * c.head_dim..t1 * c.n_head * c.head_dim];
     if model.pool.current_num_threads() == 1 {
-        let mut scores = Vec::new();
-        out.chunks_exact_mut(d).enumerate().for_each(|item| task(&mut scores, item));
+        attention::attend_serial(cache, &shape, c.n_kv_heads, n_past, t0, t1, &b.q, out);
+        return;
+    }
+
+    let plan = attention::plan(cache.window, c.n_kv_heads, n_past, t0, t1);
+    let pl = shape.partial_len();
+    let mut partials = vec![0.0f32; plan.tasks.len() * pl];
+    let q = &b.q;
+    model.pool.install(|| {
+        partials
+            .par_chunks_exact_mut(pl)
+            .zip(&plan.tasks)
+            .for_each(|(partial, task)| attention::run_task(cache, &shape, *task, q, partial));
+    });
+
+    let merge = |(i, out_g): (usize, &mut [f32])| {
+        let parts = &partials[plan.starts[i] * pl..plan.starts[i + 1] * pl];
+        attention::merge(&cache.v, &shape, parts, out_g);
+    };
+    let group_len = shape.group * shape.head_dim;
+    if t1 - t0 < MIN_TOKENS_TO_SPLIT_MERGE {
+        out.chunks_exact_mut(group_len).enumerate().for_each(merge);
     } else {
-        model.pool.install(|| {
-            out.par_chunks_exact_mut(d).enumerate().for_each_init(Vec::new, task);
-        });
+        model.pool.install(|| out.par_chunks_exact_mut(group_len).enumerate().for_each(merge));
     }
 }
+
+/// Batches below this many tokens merge attention chunks on the calling
+/// thread: a dispatch costs more than a few merges.
+const MIN_TOKENS_TO_SPLIT_MERGE: usize = 4;
 
 /// Writes the batch's keys and values and computes attention.
 ///

@@ -160,6 +160,19 @@ pub fn softmax(x: &mut [f32]) -> f32 {
     if x.is_empty() {
         return 0.0;
     }
+    let (_, sum) = exp_below_max(x);
+    scale(x, (1.0 / sum) as f32);
+    sum as f32
+}
+
+/// Replaces `x[i]` by `exp(x[i] - max)` and returns `(max, sum)`: the
+/// parts of a softmax before normalization, for combining softmaxes over
+/// several chunks. The sum is accumulated in f64 as in [`softmax`]. An
+/// empty slice returns `(-inf, 0)`.
+pub fn exp_below_max(x: &mut [f32]) -> (f32, f64) {
+    if x.is_empty() {
+        return (f32::NEG_INFINITY, 0.0);
+    }
     let isa = simd::active();
     let max = match isa {
         #[cfg(target_arch = "x86_64")]
@@ -175,8 +188,7 @@ pub fn softmax(x: &mut [f32]) -> f32 {
         Isa::Neon => unsafe { neon::exp_sub_sum(x, max) },
         _ => scalar::exp_sub_sum(x, max),
     };
-    scale(x, (1.0 / sum) as f32);
-    sum as f32
+    (max, sum)
 }
 
 /// Applies rotary position embedding to one head vector `x` (length
