@@ -117,6 +117,7 @@ struct Scratch {
     scores: Vec<f32>,  // [group][n]
     partial: Vec<f32>, // [group][n], one block's scores when a head has several
     q_rot: Vec<f32>,   // rotated queries, block-major: block b holds [group][len_b]
+    coef: Vec<f32>,    // [2 * n_pairs], key-center coefficients of one head
 }
 
 thread_local! {
@@ -142,10 +143,10 @@ fn run_task_with(layer: &LayerCache, shape: &Shape, task: Task, q: &[f32], parti
     s.scores.resize(g * n, 0.0);
     let key_scale = layer.key_scale.as_ref().map(|k| &k[task.kv_head * d..(task.kv_head + 1) * d]);
     score_keys(&layer.k, task.kv_head, q, g, key_scale, segs, s);
-    if let Some(center) = &layer.key_center {
+    if let (Some(center), Some(angles)) = (&layer.key_center, &layer.chunk_angles) {
         let center = &center[task.kv_head * d..(task.kv_head + 1) * d];
         for (q_h, scores) in q.chunks_exact(d).zip(s.scores.chunks_exact_mut(n)) {
-            add_key_center_scores(&layer.rope_pairs, q_h, center, task.lo, scores);
+            add_key_center_scores(&layer.rope_pairs, angles, q_h, center, task.lo, scores, &mut s.coef);
         }
     }
 

@@ -21,6 +21,8 @@
 //! with an fp32 cache, once per loaded model, so they are the same for every
 //! session and every batching of the same tokens.
 
+use turbokv_kernels::ops;
+
 use crate::config::{Arch, Config, LayerAttention};
 
 /// A rope pair: dimensions `a` and `b` rotate by `omega * pos` radians.
@@ -69,82 +71,81 @@ pub fn chunk_start(pos: usize) -> usize {
     pos / CENTER_CHUNK * CENTER_CHUNK
 }
 
+/// Cosines and sines of every rope pair's angle at the start of each
+/// center chunk, computed once per cache in f64: row `k` holds
+/// `cos(16 k w_i)` for every pair `i`, then `sin(16 k w_i)`.
+#[derive(Debug)]
+pub struct ChunkAngles {
+    n_pairs: usize,
+    table: Vec<f32>, // [n_chunks][2 * n_pairs]
+}
+
+impl ChunkAngles {
+    /// The angles of `pairs` for positions `0..n_positions`.
+    pub fn new(pairs: &[RopePair], n_positions: usize) -> ChunkAngles {
+        let n_pairs = pairs.len();
+        let n_chunks = n_positions / CENTER_CHUNK + 1;
+        let mut table = vec![0.0f32; n_chunks * 2 * n_pairs];
+        for (k, row) in table.chunks_exact_mut(2 * n_pairs.max(1)).enumerate().take(n_chunks) {
+            let p0 = (k * CENTER_CHUNK) as f64;
+            for (i, p) in pairs.iter().enumerate() {
+                let (sin, cos) = (p0 * p.omega).sin_cos();
+                row[i] = cos as f32;
+                row[n_pairs + i] = sin as f32;
+            }
+        }
+        ChunkAngles { n_pairs, table }
+    }
+
+    /// Reports whether these angles were built for the rotation rates of `pairs`.
+    pub fn fits(&self, pairs: &[RopePair], omegas: &[f64]) -> bool {
+        pairs.len() == omegas.len() && pairs.iter().zip(omegas).all(|(p, w)| p.omega == *w)
+    }
+
+    fn row(&self, chunk: usize) -> &[f32] {
+        &self.table[chunk * 2 * self.n_pairs..(chunk + 1) * 2 * self.n_pairs]
+    }
+}
+
 /// Adds `q · R(p0) c` to `scores[j]` for positions `lo + j`, where `p0` is
 /// the position's chunk start, `R(p0)` the rope rotation there and `c` the
 /// head's key center.
 ///
 /// Per pair this is `A cos(p0 w) + B sin(p0 w)` with `A = q_a c_a + q_b
-/// c_b` and `B = q_b c_a - q_a c_b`. Dimensions rope leaves alone add the
-/// same `q · c` to every score, which softmax ignores, so they are skipped,
-/// and so are pairs where the center is negligible (see [`significant_pairs`]).
-/// Angles advance by one chunk's rotation in f32, re-seeded from f64 `sin`
-/// and `cos` every 32 chunks to bound drift.
-pub fn add_key_center_scores(pairs: &[RopePair], q: &[f32], c: &[f32], lo: usize, scores: &mut [f32]) {
-    const RESEED: usize = 32;
-
+/// c_b` and `B = q_b c_a - q_a c_b`, so each chunk costs one dot product of
+/// the coefficients with its row of `angles`. Dimensions rope leaves alone
+/// add the same `q · c` to every score, which softmax ignores, so they are
+/// skipped. `coef` is scratch space.
+pub fn add_key_center_scores(
+    pairs: &[RopePair],
+    angles: &ChunkAngles,
+    q: &[f32],
+    c: &[f32],
+    lo: usize,
+    scores: &mut [f32],
+    coef: &mut Vec<f32>,
+) {
     let m = pairs.len();
     let n = scores.len();
     if m == 0 || n == 0 {
         return;
     }
-    // a, b: per-pair coefficients; step: cos and sin of one chunk's angle
-    let mut a = vec![0.0f32; m];
-    let mut b = vec![0.0f32; m];
-    let mut step_cos = vec![1.0f32; m];
-    let mut step_sin = vec![0.0f32; m];
+    coef.clear();
+    coef.resize(2 * m, 0.0);
     for (i, p) in pairs.iter().enumerate() {
         let (qa, qb, ca, cb) = (q[p.a], q[p.b], c[p.a], c[p.b]);
-        a[i] = qa * ca + qb * cb;
-        b[i] = qb * ca - qa * cb;
-        let (sin, cos) = (p.omega * CENTER_CHUNK as f64).sin_cos();
-        step_cos[i] = cos as f32;
-        step_sin[i] = sin as f32;
+        coef[i] = qa * ca + qb * cb;
+        coef[m + i] = qb * ca - qa * cb;
     }
 
-    let mut cos = vec![0.0f32; m];
-    let mut sin = vec![0.0f32; m];
-    let first_chunk = chunk_start(lo);
     let last = lo + n - 1;
-    let mut chunk = 0;
-    let mut p0 = first_chunk;
-    while p0 <= last {
-        if chunk % RESEED == 0 {
-            for (i, p) in pairs.iter().enumerate() {
-                let (s, c) = (p0 as f64 * p.omega).sin_cos();
-                cos[i] = c as f32;
-                sin[i] = s as f32;
-            }
-        }
-        let mut value = 0.0f32;
-        for i in 0..m {
-            value += a[i] * cos[i] + b[i] * sin[i];
-            let next_cos = cos[i] * step_cos[i] - sin[i] * step_sin[i];
-            sin[i] = sin[i] * step_cos[i] + cos[i] * step_sin[i];
-            cos[i] = next_cos;
-        }
+    for chunk in lo / CENTER_CHUNK..=last / CENTER_CHUNK {
+        let value = ops::dot_f32(coef, angles.row(chunk));
+        let p0 = chunk * CENTER_CHUNK;
         let from = p0.max(lo) - lo;
         let to = (p0 + CENTER_CHUNK).min(last + 1) - lo;
         scores[from..to].iter_mut().for_each(|s| *s += value);
-        chunk += 1;
-        p0 += CENTER_CHUNK;
     }
-}
-
-/// The pairs whose share of some head's center energy is at least
-/// `1e-5`; the rest change scores by less than the cache's own rounding.
-pub fn significant_pairs(pairs: &[RopePair], center: &[f32], head_dim: usize) -> Vec<RopePair> {
-    let heads: Vec<&[f32]> = center.chunks_exact(head_dim).collect();
-    pairs
-        .iter()
-        .copied()
-        .filter(|p| {
-            heads.iter().any(|c| {
-                let total: f32 = c.iter().map(|x| x * x).sum();
-                let pair = c[p.a] * c[p.a] + c[p.b] * c[p.b];
-                total > 0.0 && pair >= 1e-5 * total
-            })
-        })
-        .collect()
 }
 
 /// Per-dimension key divisors for one KV head from the energies of its

@@ -9,7 +9,9 @@
 use turbokv_kernels::f16::{f16_to_f32_row, f32_to_f16_row};
 use turbokv_kernels::turbo::{self, TurboBits};
 
-use crate::centering::{chunk_start, significant_pairs, LayerCenter, RopePair};
+use std::sync::Arc;
+
+use crate::centering::{chunk_start, ChunkAngles, LayerCenter, RopePair};
 use crate::error::{Error, Result};
 
 /// How keys or values are stored.
@@ -228,11 +230,11 @@ pub struct LayerCache {
     pub key_center: Option<Vec<f32>>,
     /// Per-dimension key divisors `[n_kv_heads][head_dim]`, set with the centers.
     pub key_scale: Option<Vec<f32>>,
-    /// The layer's rope pairs where the key center is not negligible, for
-    /// the key-center term of each score.
+    /// The layer's rope pairs, set with the centers.
     pub rope_pairs: Vec<RopePair>,
-    /// All of the layer's rope pairs, for decoding keys.
-    pub all_rope_pairs: Vec<RopePair>,
+    /// The pairs' angles at each center chunk start, shared by layers with
+    /// the same rotation rates.
+    pub chunk_angles: Option<Arc<ChunkAngles>>,
 }
 
 impl LayerCache {
@@ -257,13 +259,13 @@ impl LayerCache {
             let d = self.k.head_dim;
             let c = &center[head * d..(head + 1) * d];
             let p0 = chunk_start(pos);
-            for p in &self.all_rope_pairs {
+            for p in &self.rope_pairs {
                 let (sin, cos) = (p0 as f64 * p.omega).sin_cos();
                 let (ca, cb) = (c[p.a] as f64, c[p.b] as f64);
                 out[p.a] += (ca * cos - cb * sin) as f32;
                 out[p.b] += (ca * sin + cb * cos) as f32;
             }
-            let rotated: Vec<bool> = (0..d).map(|i| self.all_rope_pairs.iter().any(|p| p.a == i || p.b == i)).collect();
+            let rotated: Vec<bool> = (0..d).map(|i| self.rope_pairs.iter().any(|p| p.a == i || p.b == i)).collect();
             for i in 0..d {
                 if !rotated[i] {
                     out[i] += c[i];
@@ -306,7 +308,7 @@ impl KvCache {
                 key_center: None,
                 key_scale: None,
                 rope_pairs: Vec::new(),
-                all_rope_pairs: Vec::new(),
+                chunk_angles: None,
             });
         }
         Ok(KvCache { n_ctx, k_type, v_type, layers })
@@ -322,13 +324,22 @@ impl KvCache {
         if !matches!(self.k_type, KvType::Turbo(_)) {
             return;
         }
+        let mut shared: Vec<(Vec<f64>, Arc<ChunkAngles>)> = Vec::new();
         for (layer, center) in self.layers.iter_mut().zip(centers) {
             layer.key_center = Some(center.key.clone());
             if std::env::var_os("TURBOKV_NO_KEY_SCALE").is_none() {
                 layer.key_scale = Some(center.key_scale.clone());
             }
-            layer.rope_pairs = significant_pairs(&center.pairs, &center.key, layer.k.head_dim);
-            layer.all_rope_pairs = center.pairs.clone();
+            layer.rope_pairs = center.pairs.clone();
+            let angles = match shared.iter().find(|(omegas, a)| a.fits(&center.pairs, omegas)) {
+                Some((_, a)) => a.clone(),
+                None => {
+                    let a = Arc::new(ChunkAngles::new(&center.pairs, self.n_ctx));
+                    shared.push((center.pairs.iter().map(|p| p.omega).collect(), a.clone()));
+                    a
+                }
+            };
+            layer.chunk_angles = Some(angles);
         }
     }
 
