@@ -248,13 +248,20 @@ def layer_windows(config):
     return [None if il % 6 == 5 else config.sliding_window for il in range(config.n_layer)]
 
 
+def sink_bytes(config, k_type):
+    """TurboQuant key caches also keep position 0's keys in binary16, on every layer."""
+    if not k_type.startswith("turbo"):
+        return 0
+    return 2 * config.n_kv_heads * config.n_embd_head
+
+
 def expected_kv_bytes(config, n_ctx, k_type, v_type):
     head_dim = config.n_embd_head
     slot_bytes = config.n_kv_heads * (row_bytes(k_type, head_dim) + row_bytes(v_type, head_dim))
     total = 0
     for window in layer_windows(config):
         capacity = n_ctx if window is None else min(window, n_ctx)
-        total += capacity * slot_bytes
+        total += capacity * slot_bytes + sink_bytes(config, k_type)
     return total
 
 

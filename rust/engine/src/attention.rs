@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use turbokv_kernels::{ops, turbo};
 
 use crate::centering::add_key_center_scores;
-use crate::kv_cache::{KvType, LayerCache, Store};
+use crate::kv_cache::{KvType, LayerCache, Store, SINK_POSITION};
 
 /// Positions per task at most.
 pub const CHUNK: usize = 256;
@@ -147,6 +147,15 @@ fn run_task_with(layer: &LayerCache, shape: &Shape, task: Task, q: &[f32], parti
         let center = &center[task.kv_head * d..(task.kv_head + 1) * d];
         for (q_h, scores) in q.chunks_exact(d).zip(s.scores.chunks_exact_mut(n)) {
             add_key_center_scores(&layer.rope_pairs, angles, q_h, center, task.lo, scores, &mut s.coef);
+        }
+    }
+
+    if let Some(sink) = &layer.sink_key {
+        if (task.lo..=task.hi).contains(&SINK_POSITION) {
+            let k = &sink[task.kv_head * d..(task.kv_head + 1) * d];
+            for (q_h, scores) in q.chunks_exact(d).zip(s.scores.chunks_exact_mut(n)) {
+                scores[SINK_POSITION - task.lo] = ops::dot_f16_f32(k, q_h);
+            }
         }
     }
 
@@ -444,6 +453,9 @@ mod tests {
                 layer.v.write(head, slot, &rng.vec(d));
             }
         }
+        // An exact sink key unlike the compressed row, so that reading the
+        // wrong one shows.
+        layer.write_sink_key(&rng.vec(n_kv_heads * d).iter().map(|x| 5.0 * x).collect::<Vec<_>>());
 
         let n_past = len - batch;
         let q = rng.vec(batch * shape.n_head * d);

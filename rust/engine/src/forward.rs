@@ -12,7 +12,7 @@ use turbokv_kernels::ops;
 use crate::attention::{self, Shape};
 use crate::centering::chunk_start;
 use crate::config::{Arch, Config, LayerAttention};
-use crate::kv_cache::{KvCache, LayerCache};
+use crate::kv_cache::{KvCache, LayerCache, SINK_POSITION};
 use crate::matmul::matmul;
 use crate::model::Model;
 use crate::weights::Layer;
@@ -168,6 +168,10 @@ fn attention_block(
         probe(il, &b.q, &b.k);
     }
     apply_rope(c, model, &c.layers[il], n_past, b);
+    if n_past <= SINK_POSITION && SINK_POSITION < n_past + b.n {
+        let kv_dim = c.n_kv_heads * c.head_dim;
+        cache.write_sink_key(&b.k[(SINK_POSITION - n_past) * kv_dim..]);
+    }
     subtract_centers(c, model, &c.layers[il], cache, n_past, b);
 
     write_and_attend(model, cache, n_past, b);

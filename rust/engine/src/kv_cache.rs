@@ -219,6 +219,24 @@ pub fn layer_capacity(window: Option<usize>, n_ctx: usize) -> usize {
     window.map_or(n_ctx, |w| w.min(n_ctx))
 }
 
+/// The position whose key a TurboQuant key cache also keeps exactly (in
+/// binary16), because most heads send a large share of their attention to
+/// the first token of a sequence, so its score error weighs on every
+/// output. Its compressed row is still written but not read while the
+/// exact key exists. Measured on 4096 tokens at ctx 512 with turbo_kv_4b
+/// keys and fp16 values, the mean KL divergence from the fp32 cache fell
+/// from 0.0275 to 0.0221 (Gemma 3 270M) and from 0.0402 to 0.0199
+/// (SmolLM2-135M).
+pub const SINK_POSITION: usize = 0;
+
+/// Elements of the exact sink key of a layer, if keys of `k_type` keep one.
+pub fn sink_key_len(k_type: KvType, n_kv_heads: usize, head_dim: usize) -> Option<usize> {
+    match k_type {
+        KvType::Turbo(_) => Some(n_kv_heads * head_dim),
+        _ => None,
+    }
+}
+
 /// Keys and values of one layer.
 pub struct LayerCache {
     pub k: Store,
@@ -235,9 +253,25 @@ pub struct LayerCache {
     /// The pairs' angles at each center chunk start, shared by layers with
     /// the same rotation rates.
     pub chunk_angles: Option<Arc<ChunkAngles>>,
+    /// The key of position 0 in binary16, `[n_kv_heads][head_dim]`, for
+    /// TurboQuant key caches (see [`SINK_POSITION`]).
+    pub sink_key: Option<Vec<u16>>,
 }
 
 impl LayerCache {
+    /// Bytes of the exact sink key, 0 when the layer keeps none.
+    pub fn sink_bytes(&self) -> usize {
+        self.sink_key.as_ref().map_or(0, |s| 2 * s.len())
+    }
+
+    /// Stores the keys of position [`SINK_POSITION`], `[n_kv_heads][head_dim]`
+    /// after rope, when the layer keeps an exact sink key.
+    pub fn write_sink_key(&mut self, k: &[f32]) {
+        if let Some(sink) = &mut self.sink_key {
+            f32_to_f16_row(&k[..sink.len()], sink);
+        }
+    }
+
     pub fn capacity(&self) -> usize {
         self.k.capacity
     }
@@ -250,6 +284,11 @@ impl LayerCache {
     /// (scale undone, center added back rotated to the chunk start). For
     /// tests and tools.
     pub fn read_key(&self, head: usize, pos: usize, out: &mut [f32]) {
+        if let (Some(sink), SINK_POSITION) = (&self.sink_key, pos) {
+            let d = self.k.head_dim;
+            f16_to_f32_row(&sink[head * d..(head + 1) * d], out);
+            return;
+        }
         self.k.read(head, self.slot(pos), out);
         if let Some(scale) = &self.key_scale {
             let d = self.k.head_dim;
@@ -309,6 +348,7 @@ impl KvCache {
                 key_scale: None,
                 rope_pairs: Vec::new(),
                 chunk_angles: None,
+                sink_key: sink_key_len(k_type, n_kv_heads, head_dim).map(|n| vec![0u16; n]),
             });
         }
         Ok(KvCache { n_ctx, k_type, v_type, layers })
@@ -345,6 +385,6 @@ impl KvCache {
 
     /// Bytes allocated for keys and values, all layers.
     pub fn n_bytes(&self) -> usize {
-        self.layers.iter().map(|l| l.k.n_bytes() + l.v.n_bytes()).sum()
+        self.layers.iter().map(|l| l.k.n_bytes() + l.v.n_bytes() + l.sink_bytes()).sum()
     }
 }

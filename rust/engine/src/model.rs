@@ -6,7 +6,7 @@ use crate::centering::{key_scales, rope_pairs, LayerCenter};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::kv_cache::{layer_capacity, KvCache, KvType};
+use crate::kv_cache::{layer_capacity, sink_key_len, KvCache, KvType};
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -88,7 +88,8 @@ impl Model {
             .iter()
             .map(|l| {
                 let capacity = layer_capacity(l.window, n_ctx);
-                c.n_kv_heads * capacity * (k_type.row_bytes(c.head_dim) + v_type.row_bytes(c.head_dim))
+                let sink = sink_key_len(k_type, c.n_kv_heads, c.head_dim).map_or(0, |n| 2 * n);
+                c.n_kv_heads * capacity * (k_type.row_bytes(c.head_dim) + v_type.row_bytes(c.head_dim)) + sink
             })
             .sum()
     }
