@@ -100,6 +100,24 @@ def test_bench_json_report(smollm_path, tmp_path):
     assert "| fp16 | 128 | 16.00 |" in result.stdout
 
 
+@pytest.mark.parametrize("model_fixture", ["smollm_path", "gemma_path"])
+def test_bench_table_json_and_plot(request, model_fixture, tmp_path):
+    model_path = request.getfixturevalue(model_fixture)
+    json_path, png_path = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = invoke(
+        "bench", model_path, "-k", "fp32,turbo_kv_4b", "--depth", "0,16", "--ctx", N_CTX, "--chunks", 2,
+        "--runs", 2, "-t", 2, "--json", json_path, "--plot", png_path,
+    )
+
+    assert "| turbo_kv_4b |" in result.stdout
+    report = json.loads(json_path.read_text(encoding="utf-8"))
+    assert [r["kv_type"] for r in report["results"]] == ["fp32", "turbo_kv_4b"]
+    png = png_path.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    # Two titled panels with axes and a legend are far larger than an empty image.
+    assert len(png) > 20_000
+
+
 def test_bench_rejects_unknown_type(smollm_path):
     result = CliRunner().invoke(main, ["bench", str(smollm_path), "-k", "fp32,q9_9"])
     assert result.exit_code == 2
