@@ -7,6 +7,8 @@
 # TOOLS_BIN defaults to /tmp/llama-tools/build/bin (scripts/build_llama_tools.sh).
 # REPETITIONS is llama-bench's -r (default 5, as llama-bench's own default).
 # DEPTHS (environment, default 0,1024,4096,8192) is llama-bench's -d.
+# PPL_CHUNKS (environment, default 16) is llama-perplexity's --chunks.
+# PARTS (environment, default "ppl bench") picks what to run.
 # A llama-perplexity output that already ends with its final estimate is kept.
 # Writes benches/results/llama_cpp/<model>-{bench,ppl}-<type>.{json,txt}.
 set -euo pipefail
@@ -16,6 +18,8 @@ BIN=${1:-/tmp/llama-tools/build/bin}
 REPS=${2:-5}
 THREADS=2
 DEPTHS=${DEPTHS:-0,1024,4096,8192}
+PPL_CHUNKS=${PPL_CHUNKS:-16}
+PARTS=${PARTS:-ppl bench}
 OUT=benches/results/llama_cpp
 TEXT=python/turbokv/data/pride_and_prejudice_ch1-6.txt
 mkdir -p "$OUT"
@@ -27,19 +31,21 @@ SMOLLM="$SMOLLM_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 for entry in "gemma3-270m-q4_k_m:$GEMMA" "smollm2-135m-q4_1:$SMOLLM"; do
     name=${entry%%:*}
     model=${entry#*:}
-    echo "== $name: llama-perplexity, load $(cut -d' ' -f1-3 /proc/loadavg)"
     for type in f16 q8_0 q4_0; do
+        [[ " $PARTS " == *" ppl "* ]] || break
+        echo "== $name: llama-perplexity $type, load $(cut -d' ' -f1-3 /proc/loadavg)"
         ppl_file="$OUT/$name-ppl-$type.txt"
         if [ -f "$ppl_file" ] && grep -q "Final estimate" "$ppl_file"; then
             continue
         fi
         # Quantized V caches need flash attention, so every run uses it.
-        "$BIN/llama-perplexity" -m "$model" -f "$TEXT" -c 512 --chunks 8 -t "$THREADS" \
+        "$BIN/llama-perplexity" -m "$model" -f "$TEXT" -c 512 --chunks "$PPL_CHUNKS" -t "$THREADS" \
             -fa on -ctk "$type" -ctv "$type" >"$ppl_file" 2>&1
         grep -E "Final estimate" "$ppl_file"
     done
 
     for type in f16 q8_0 q4_0; do
+        [[ " $PARTS " == *" bench "* ]] || break
         # One call per type: lists in -ctk and -ctv would run every K x V pair.
         echo "== $name: llama-bench $type, load $(cut -d' ' -f1-3 /proc/loadavg)"
         "$BIN/llama-bench" -m "$model" -t "$THREADS" -p 512 -n 64 -d "$DEPTHS" -r "$REPS" \
