@@ -211,7 +211,7 @@ fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
     };
     // Inside the pool, as in `Session::eval`, each parallel step of the
     // pass is a cheap in-pool fork instead of a cross-thread injection.
-    model.pool.install(|| crate::forward::forward_probed(model, &mut cache, 0, &tokens, n - 1, Some(&mut probe)));
+    model.pool.install(|| crate::forward::probe_queries_keys(model, &mut cache, &tokens, &mut probe));
 
     let factors = model.weights.rope_freqs.as_deref();
     let mut centers = Vec::with_capacity(c.n_layer);
