@@ -61,6 +61,24 @@ impl TextIndex {
         None
     }
 
+    /// Inserts ids `0..hashes.len()`, where `hashes[id]` is the hash of the
+    /// key of `id` and `same(a, b)` returns whether ids `a` and `b` have equal
+    /// keys. For an id whose key an earlier id already has, nothing is
+    /// stored and `on_duplicate(id, earlier)` is called.
+    ///
+    /// The ids go in by home slot, so the table is written front to back
+    /// instead of at random, which saves about a cache miss per id on a
+    /// large vocabulary. Equal keys have equal hashes and so still go in by
+    /// ascending id.
+    pub fn insert_all(&mut self, hashes: &[u64], same: impl Fn(u32, u32) -> bool, mut on_duplicate: impl FnMut(u32, u32)) {
+        for id in ids_by_home_slot(hashes, self.slots.len()) {
+            let hash = hashes[id as usize];
+            if let Some(earlier) = self.insert(hash, id, |other| same(other, id)) {
+                on_duplicate(id, earlier);
+            }
+        }
+    }
+
     /// Finds the id stored under `hash` for which `same(id)` is true.
     pub fn find(&self, hash: u64, same: impl Fn(u32) -> bool) -> Option<u32> {
         let tag = (hash >> 32) as u32;
@@ -77,6 +95,32 @@ impl TextIndex {
             i = (i + 1) & mask;
         }
     }
+}
+
+/// Sorts ids `0..hashes.len()` by the top bits of their home slot in a
+/// table of `n_slots` slots, keeping ascending ids within a bucket.
+fn ids_by_home_slot(hashes: &[u64], n_slots: usize) -> Vec<u32> {
+    const BUCKET_BITS: u32 = 10;
+    let slot_bits = n_slots.trailing_zeros();
+    let shift = slot_bits.saturating_sub(BUCKET_BITS);
+    let n_buckets = 1usize << slot_bits.min(BUCKET_BITS);
+    let bucket_of = |hash: u64| (hash as usize & (n_slots - 1)) >> shift;
+
+    let mut starts = vec![0usize; n_buckets + 1];
+    for &hash in hashes {
+        starts[bucket_of(hash) + 1] += 1;
+    }
+    for b in 0..n_buckets {
+        starts[b + 1] += starts[b];
+    }
+
+    let mut ids = vec![0u32; hashes.len()];
+    for (id, &hash) in hashes.iter().enumerate() {
+        let next = &mut starts[bucket_of(hash)];
+        ids[*next] = id as u32;
+        *next += 1;
+    }
+    ids
 }
 
 #[cfg(test)]
@@ -113,8 +157,26 @@ mod tests {
     }
 
     #[test]
+    fn insert_all_keeps_lowest_id() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("k{}", i % 3000)).collect();
+        let mut index = TextIndex::with_capacity(keys.len());
+        let hashes: Vec<u64> = keys.iter().map(|k| index.hash(k.as_str())).collect();
+        let mut duplicates = Vec::new();
+        index.insert_all(&hashes, |a, b| keys[a as usize] == keys[b as usize], |id, earlier| duplicates.push((id, earlier)));
+
+        duplicates.sort_unstable();
+        let expected: Vec<(u32, u32)> = (3000..5000).map(|id| (id, id - 3000)).collect();
+        assert_eq!(duplicates, expected);
+        for id in 0..3000u32 {
+            let key = &keys[id as usize];
+            let found = index.find(index.hash(key.as_str()), |other| keys[other as usize] == *key);
+            assert_eq!(found, Some(id), "key {key}");
+        }
+    }
+
+    #[test]
     fn index_survives_full_collisions() {
-        // Every key under one hash: probing must still tell them apart.
+        // Every key under one hash: probing must still find each one.
         let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
         let mut index = TextIndex::with_capacity(keys.len());
         for (id, key) in keys.iter().enumerate() {

@@ -489,18 +489,29 @@ fn token_texts(tokens: StringArray) -> StringArray {
     texts
 }
 
-/// Indexes token ids by text. A text that appears twice is an error.
+/// Indexes token ids by text. A text that appears twice is an error
+/// naming the lowest id that repeats an earlier text.
 fn index_texts(texts: &StringArray) -> Result<TextIndex> {
     let mut index = TextIndex::with_capacity(texts.len());
-    for (i, text) in texts.iter().enumerate() {
-        let hash = index.hash(text);
-        if let Some(previous) = index.insert(hash, i as u32, |id| &texts[id as usize] == text) {
-            return Err(Error::Format(format!(
-                "tokenizer.ggml.tokens has the duplicate token {text:?} at ids {previous} and {i}"
-            )));
-        }
+    let hashes: Vec<u64> = texts.iter().map(|text| index.hash(text)).collect();
+    let mut first_duplicate: Option<(u32, u32)> = None;
+    index.insert_all(
+        &hashes,
+        |a, b| texts[a as usize] == texts[b as usize],
+        |id, earlier| {
+            if first_duplicate.map_or(true, |(first, _)| id < first) {
+                first_duplicate = Some((id, earlier));
+            }
+        },
+    );
+
+    match first_duplicate {
+        None => Ok(index),
+        Some((id, earlier)) => Err(Error::Format(format!(
+            "tokenizer.ggml.tokens has the duplicate token {:?} at ids {earlier} and {id}",
+            &texts[id as usize]
+        ))),
     }
-    Ok(index)
 }
 
 fn token_data(vocab: &Vocab, n_tokens: usize) -> Vec<TokenData> {
@@ -530,11 +541,12 @@ fn type_to_attr(token_type: i32) -> u32 {
 /// pair keeps its rank.
 fn merge_ranks(merges: &StringArray) -> TextIndex {
     let mut ranks = TextIndex::with_capacity(merges.len());
-    for (rank, merge) in merges.iter().enumerate() {
-        let pair = split_merge(merge);
-        let hash = ranks.hash(&pair);
-        ranks.insert(hash, rank as u32, |other| split_merge(&merges[other as usize]) == pair);
-    }
+    let hashes: Vec<u64> = merges.iter().map(|merge| ranks.hash(&split_merge(merge))).collect();
+    ranks.insert_all(
+        &hashes,
+        |a, b| split_merge(&merges[a as usize]) == split_merge(&merges[b as usize]),
+        |_, _| {},
+    );
     ranks
 }
 
