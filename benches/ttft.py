@@ -23,7 +23,7 @@ def time_first_token(path: str, kv_type: str, n_threads: int, n_ctx: int) -> tup
     t1 = time.perf_counter()
     session = _turbokv.Session(model, n_ctx, kv_type, kv_type)
     t2 = time.perf_counter()
-    session.eval([model.bos_id() or 0])
+    session.eval([model.bos_id or 0])
     t3 = time.perf_counter()
     return t1 - t0, t2 - t1, t3 - t2
 
