@@ -260,6 +260,12 @@ impl LoadedVocab {
             let merges = vocab.merges.take().ok_or_else(|| {
                 Error::Format("tokenizer.ggml.merges is missing; a gpt2 (BPE) vocabulary needs its merges".into())
             })?;
+            if merges.len() > u32::MAX as usize {
+                return Err(Error::Format(format!(
+                    "tokenizer.ggml.merges has {} entries, more than u32 ranks hold",
+                    merges.len()
+                )));
+            }
             loaded.ranks = merge_ranks(&merges);
             loaded.merges = merges;
         }
