@@ -53,31 +53,43 @@ impl Batch {
 /// Runs `tokens` at positions `n_past..` and returns the logits of batch
 /// rows `logits_from..` (`n_vocab` floats each).
 pub fn forward(model: &Model, cache: &mut KvCache, n_past: usize, tokens: &[u32], logits_from: usize) -> Vec<f32> {
-    forward_probed(model, cache, n_past, tokens, logits_from, None)
+    let c = &model.config;
+    let mut b = Batch::new(c, tokens.len());
+
+    embed(model, tokens, &mut b.x);
+    for (il, layer) in model.weights.layers.iter().enumerate() {
+        attention_block(model, il, layer, &mut cache.layers[il], n_past, &mut b, &mut None);
+        ffn_block(model, layer, &mut b);
+    }
+    output(model, &b, logits_from)
 }
 
 /// Receives each layer's queries and keys before rope and centering:
 /// `(layer, q [n][n_head * head_dim], k [n][n_kv_heads * head_dim])`.
 pub type Probe<'a> = &'a mut dyn FnMut(usize, &[f32], &[f32]);
 
-/// [`forward`] that shows each layer's queries and keys to `probe`.
-pub fn forward_probed(
-    model: &Model,
-    cache: &mut KvCache,
-    n_past: usize,
-    tokens: &[u32],
-    logits_from: usize,
-    mut probe: Option<Probe<'_>>,
-) -> Vec<f32> {
+/// Runs `tokens` at positions `0..` and shows each layer's queries and
+/// keys to `probe`. It stops once the last layer's are shown, so that
+/// layer's attention and FFN and the logits, which nothing reads, are
+/// skipped.
+pub fn probe_queries_keys(model: &Model, cache: &mut KvCache, tokens: &[u32], probe: Probe<'_>) {
     let c = &model.config;
     let mut b = Batch::new(c, tokens.len());
+    let mut probe = Some(probe);
+    let last = model.weights.layers.len().saturating_sub(1);
 
     embed(model, tokens, &mut b.x);
     for (il, layer) in model.weights.layers.iter().enumerate() {
-        attention_block(model, il, layer, &mut cache.layers[il], n_past, &mut b, &mut probe);
+        if il == last {
+            project_qkv(model, layer, &mut b);
+            if let Some(probe) = probe.as_mut() {
+                probe(il, &b.q, &b.k);
+            }
+            return;
+        }
+        attention_block(model, il, layer, &mut cache.layers[il], 0, &mut b, &mut probe);
         ffn_block(model, layer, &mut b);
     }
-    output(model, &b, logits_from)
 }
 
 fn embed(model: &Model, tokens: &[u32], x: &mut [f32]) {
@@ -155,15 +167,7 @@ fn attention_block(
     let c = &model.config;
     let pool = &model.pool;
 
-    rms_norm_rows(&mut b.xn, &b.x, &layer.attn_norm, c.rms_eps);
-    matmul(pool, &layer.wq, &b.xn, &mut b.q);
-    matmul(pool, &layer.wk, &b.xn, &mut b.k);
-    matmul(pool, &layer.wv, &b.xn, &mut b.v);
-
-    if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-        rms_norm_rows_inplace(&mut b.q, qn, c.rms_eps);
-        rms_norm_rows_inplace(&mut b.k, kn, c.rms_eps);
-    }
+    project_qkv(model, layer, b);
     if let Some(probe) = probe.as_mut() {
         probe(il, &b.q, &b.k);
     }
@@ -181,6 +185,23 @@ fn attention_block(
         rms_norm_rows_inplace(&mut b.proj, post, c.rms_eps);
     }
     ops::add_inplace(&mut b.x, &b.proj);
+}
+
+/// Computes the batch's queries, keys and values, with Gemma 3's per-head
+/// query and key norms but before rope.
+fn project_qkv(model: &Model, layer: &Layer, b: &mut Batch) {
+    let c = &model.config;
+    let pool = &model.pool;
+
+    rms_norm_rows(&mut b.xn, &b.x, &layer.attn_norm, c.rms_eps);
+    matmul(pool, &layer.wq, &b.xn, &mut b.q);
+    matmul(pool, &layer.wk, &b.xn, &mut b.k);
+    matmul(pool, &layer.wv, &b.xn, &mut b.v);
+
+    if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+        rms_norm_rows_inplace(&mut b.q, qn, c.rms_eps);
+        rms_norm_rows_inplace(&mut b.k, kn, c.rms_eps);
+    }
 }
 
 /// Centers and scales the batch's keys after rope, for TurboQuant key

@@ -65,6 +65,11 @@ impl<'a> Cursor<'a> {
 
     /// Reads a GGUF string: a u64 byte length, then that many UTF-8 bytes.
     pub(crate) fn string(&mut self, field: impl Fn() -> String) -> Result<String> {
+        self.str(field).map(str::to_owned)
+    }
+
+    /// [`Cursor::string`] that borrows the text from the file's bytes.
+    pub(crate) fn str(&mut self, field: impl Fn() -> String) -> Result<&'a str> {
         let len = self.u64(|| format!("{} (string length)", field()))?;
         let start = self.pos;
         let bytes = self.take(len, || format!("{} (string of {len} bytes)", field()))?;
@@ -73,7 +78,7 @@ impl<'a> Cursor<'a> {
         // altered token or tensor name would be worse than a clear error.
         // llama.cpp itself does not check, so a file it loads may fail here.
         match std::str::from_utf8(bytes) {
-            Ok(text) => Ok(text.to_owned()),
+            Ok(text) => Ok(text),
             Err(err) => Err(Error::Format(format!(
                 "{}: the string at offset {start} is not valid UTF-8 (invalid byte at index {})",
                 field(),

@@ -6,6 +6,7 @@
 
 mod cursor;
 mod reader;
+mod strings;
 mod value;
 
 #[cfg(test)]
@@ -18,6 +19,8 @@ use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 use turbokv_kernels::quants::GgmlType;
+
+pub use strings::StringArray;
 
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +54,7 @@ pub enum Array {
     F32(Vec<f32>),
     F64(Vec<f64>),
     Bool(Vec<bool>),
-    String(Vec<String>),
+    String(StringArray),
     Array(Vec<Array>),
 }
 
@@ -235,7 +238,7 @@ impl GgufFile {
     }
 
     /// A string array.
-    pub fn get_str_array(&self, key: &str) -> Result<Option<&[String]>> {
+    pub fn get_str_array(&self, key: &str) -> Result<Option<&StringArray>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Array(Array::String(v))) => Ok(Some(v)),

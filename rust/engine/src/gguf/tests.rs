@@ -261,11 +261,7 @@ fn array_values() -> Vec<(&'static str, Value)> {
         ("a.bool", Value::Array(Array::Bool(vec![true, false, true]))),
         (
             "a.string",
-            Value::Array(Array::String(vec![
-                "<s>".into(),
-                String::new(),
-                "Ġthe".into(),
-            ])),
+            Value::Array(Array::String(StringArray::from_iter(["<s>", "", "Ġthe"]))),
         ),
         ("a.empty", Value::Array(Array::I32(vec![]))),
     ]
@@ -277,7 +273,7 @@ fn nested_values() -> Vec<(&'static str, Value)> {
             "n.two_levels",
             Value::Array(Array::Array(vec![
                 Array::U32(vec![1, 2]),
-                Array::String(vec!["x".into()]),
+                Array::String(StringArray::from_iter(["x"])),
                 Array::Array(vec![]),
             ])),
         ),
@@ -469,7 +465,7 @@ fn accessor_file() -> GgufFile {
         .kv("str", Value::String("llama".into()))
         .kv(
             "strs",
-            Value::Array(Array::String(vec!["a".into(), "b".into()])),
+            Value::Array(Array::String(StringArray::from_iter(["a", "b"]))),
         )
         .kv("f32s", Value::Array(Array::F32(vec![1.0, -2.0])))
         .kv("i8s", Value::Array(Array::I8(vec![-1, 2])))
@@ -533,8 +529,8 @@ fn get_bool_and_str() {
 fn get_arrays() {
     let file = accessor_file();
     assert_eq!(
-        file.get_str_array("strs").unwrap(),
-        Some(&["a".to_string(), "b".to_string()][..])
+        file.get_str_array("strs").unwrap().map(StringArray::to_vec),
+        Some(vec!["a".to_string(), "b".to_string()])
     );
     assert_eq!(
         file.get_f32_array("f32s").unwrap(),

@@ -1,7 +1,7 @@
 //! Metadata value types: their GGUF ids, minimum encoded sizes and decoding.
 
 use super::cursor::Cursor;
-use super::{Array, Value};
+use super::{Array, StringArray, Value};
 use crate::error::{Error, Result};
 
 /// Deepest nesting of arrays inside arrays that [`read_value`] accepts.
@@ -232,13 +232,7 @@ fn read_array(cur: &mut Cursor, key: &str, depth: usize) -> Result<Array> {
         ValueType::F32 => Array::F32(read_fixed(cur, count, key, f32::from_le_bytes)?),
         ValueType::F64 => Array::F64(read_fixed(cur, count, key, f64::from_le_bytes)?),
         ValueType::Bool => Array::Bool(read_bools(cur, count, key)?),
-        ValueType::String => {
-            let mut strings = Vec::with_capacity(count);
-            for i in 0..count {
-                strings.push(cur.string(|| format!("key '{key}' element {i}"))?);
-            }
-            Array::String(strings)
-        }
+        ValueType::String => Array::String(read_strings(cur, count, key)?),
         ValueType::Array => {
             let mut arrays = Vec::with_capacity(count);
             for _ in 0..count {
@@ -289,6 +283,16 @@ fn read_fixed<T, const N: usize>(
         })
         .collect();
     Ok(values)
+}
+
+/// Reads `count` strings into one buffer. The text grows as it is read,
+/// so its size is bounded by the bytes actually present in the file.
+fn read_strings(cur: &mut Cursor, count: usize, key: &str) -> Result<StringArray> {
+    let mut strings = StringArray::with_capacity(count, 0);
+    for i in 0..count {
+        strings.push(cur.str(|| format!("key '{key}' element {i}"))?);
+    }
+    Ok(strings)
 }
 
 fn read_bools(cur: &mut Cursor, count: usize, key: &str) -> Result<Vec<bool>> {

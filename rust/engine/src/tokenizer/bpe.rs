@@ -52,13 +52,8 @@ fn merge_word<'w>(vocab: &LoadedVocab, word: &'w str) -> Vec<&'w str> {
     // Entries: (rank, left, right, merged byte length).
     let mut queue = BinaryHeap::new();
     let text_of = |s: &Symbol| &word[s.start..s.start + s.len];
-    let rank_of = |symbols: &[Symbol], left: usize, right: usize| {
-        vocab
-            .ranks
-            .get(text_of(&symbols[left]))
-            .and_then(|m| m.get(text_of(&symbols[right])))
-            .copied()
-    };
+    let rank_of =
+        |symbols: &[Symbol], left: usize, right: usize| vocab.merge_rank(text_of(&symbols[left]), text_of(&symbols[right]));
     for i in 1..symbols.len() {
         if let Some(rank) = rank_of(&symbols, i - 1, i) {
             queue.push(Reverse((rank, i - 1, i, symbols[i - 1].len + symbols[i].len)));

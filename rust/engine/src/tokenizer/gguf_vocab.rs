@@ -12,7 +12,7 @@ pub fn read_vocab(file: &GgufFile) -> Result<Vocab> {
     let tokens = file
         .get_str_array("tokenizer.ggml.tokens")?
         .ok_or_else(|| Error::Format("tokenizer.ggml.tokens is missing; the file has no vocabulary".into()))?
-        .to_vec();
+        .clone();
 
     Ok(Vocab {
         model,
@@ -20,7 +20,7 @@ pub fn read_vocab(file: &GgufFile) -> Result<Vocab> {
         tokens,
         scores: read_scores(file)?,
         token_types: file.get_i32_array("tokenizer.ggml.token_type")?,
-        merges: file.get_str_array("tokenizer.ggml.merges")?.map(<[String]>::to_vec),
+        merges: file.get_str_array("tokenizer.ggml.merges")?.cloned(),
         special_ids: read_special_ids(file)?,
         add_bos: file.get_bool("tokenizer.ggml.add_bos_token")?,
         add_eos: file.get_bool("tokenizer.ggml.add_eos_token")?,

@@ -11,6 +11,7 @@ mod gguf_vocab;
 mod pretokenize;
 mod special;
 mod spm;
+mod text_index;
 mod unicode;
 mod vocab;
 
@@ -118,25 +119,25 @@ impl Tokenizer {
     /// The bytes a token stands for, as llama.cpp's `token_to_piece` returns
     /// them. Control tokens give their text only when `special` is true.
     pub fn token_to_piece(&self, id: u32, special: bool) -> Vec<u8> {
-        let token = match self.vocab.tokens.get(id as usize) {
-            Some(token) => token,
-            None => return Vec::new(),
+        let (token, text) = match (self.vocab.tokens.get(id as usize), self.vocab.texts.get(id as usize)) {
+            (Some(token), Some(text)) => (token, text),
+            _ => return Vec::new(),
         };
         let attr = token.attr;
         if !special && attr & (attr::UNKNOWN | attr::CONTROL) != 0 {
             return Vec::new();
         }
         if attr & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
-            return token.text.as_bytes().to_vec();
+            return text.as_bytes().to_vec();
         }
         if attr & attr::NORMAL != 0 {
             return match self.vocab.kind {
-                ModelKind::Spm => token.text.replace(SPM_SPACE, " ").into_bytes(),
-                ModelKind::Bpe(_) => bpe::decode_text(&token.text),
+                ModelKind::Spm => text.replace(SPM_SPACE, " ").into_bytes(),
+                ModelKind::Bpe(_) => bpe::decode_text(text),
             };
         }
         if attr & attr::BYTE != 0 {
-            return vec![byte_token_value(&token.text)];
+            return vec![byte_token_value(text)];
         }
         Vec::new()
     }
@@ -189,7 +190,7 @@ impl Tokenizer {
 
     /// The vocabulary text of `id`; empty for an id outside the vocabulary.
     pub fn token_text(&self, id: u32) -> &str {
-        self.vocab.tokens.get(id as usize).map_or("", |t| t.text.as_str())
+        self.vocab.texts.get(id as usize).unwrap_or("")
     }
 
     /// The token's score (SentencePiece log probability; 0 for BPE).

@@ -25,7 +25,7 @@ pub fn partition<'t>(vocab: &LoadedVocab, text: &'t str, parse_special: bool) ->
         if !parse_special && token.attr & (attr::CONTROL | attr::UNKNOWN) != 0 {
             continue;
         }
-        let needle = token.text.as_str();
+        let needle = vocab.text(id);
         let found = fragments.iter().any(|f| matches!(f, Fragment::Text(t) if t.contains(needle)));
         if !found {
             continue;

@@ -8,7 +8,7 @@ use std::process::Command;
 use super::json::{self, Json};
 use super::*;
 use crate::error::Error;
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, StringArray};
 
 fn spm_vocab() -> Vocab {
     let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"].iter().map(|s| s.to_string()).collect();
@@ -26,7 +26,7 @@ fn spm_vocab() -> Vocab {
     }
     Vocab {
         model: "llama".into(),
-        tokens,
+        tokens: tokens.into(),
         scores: Some(scores),
         token_types: Some(types),
         ..Vocab::default()
@@ -106,13 +106,13 @@ fn unsupported_model_and_duplicates() {
     assert!(matches!(Tokenizer::from_vocab(vocab), Err(Error::Unsupported(_))));
 
     let mut vocab = spm_vocab();
-    vocab.tokens[10] = "hi".into();
+    vocab.tokens = vocab.tokens.iter().enumerate().map(|(i, text)| if i == 10 { "hi" } else { text }).collect();
     assert!(matches!(Tokenizer::from_vocab(vocab), Err(Error::Format(_))));
 }
 
 #[test]
 fn bpe_without_merges_fails() {
-    let vocab = Vocab { model: "gpt2".into(), tokens: vec!["a".into()], ..Vocab::default() };
+    let vocab = Vocab { model: "gpt2".into(), tokens: StringArray::from_iter(["a"]), ..Vocab::default() };
     assert!(matches!(Tokenizer::from_vocab(vocab), Err(Error::Format(_))));
 }
 
@@ -123,8 +123,8 @@ fn bpe_merges_by_rank() {
     let vocab = Vocab {
         model: "gpt2".into(),
         pre: Some("gpt-2".into()),
-        tokens,
-        merges: Some(merges),
+        tokens: tokens.into(),
+        merges: Some(merges.into()),
         ..Vocab::default()
     };
     let tok = Tokenizer::from_vocab(vocab).unwrap();
@@ -137,7 +137,7 @@ fn bpe_merges_by_rank() {
 #[test]
 fn eog_set_from_texts() {
     let mut vocab = spm_vocab();
-    vocab.tokens.push("<|im_end|>".into());
+    vocab.tokens.push("<|im_end|>");
     vocab.scores.as_mut().unwrap().push(0.0);
     vocab.token_types.as_mut().unwrap().push(1);
     let tok = Tokenizer::from_vocab(vocab).unwrap();

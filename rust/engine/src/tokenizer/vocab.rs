@@ -2,10 +2,12 @@
 //! end-of-generation set and BPE merge ranks, built the way llama.cpp's
 //! vocabulary loader (src/llama-vocab.cpp) builds them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use super::pretokenize::PreConfig;
+use super::text_index::TextIndex;
 use crate::error::{Error, Result};
+use crate::gguf::StringArray;
 
 /// Token attribute bits, with llama.cpp's `llama_token_attr` values.
 pub mod attr {
@@ -87,14 +89,14 @@ pub struct Vocab {
     pub model: String,
     /// `tokenizer.ggml.pre`: the BPE pre-tokenizer.
     pub pre: Option<String>,
-    pub tokens: Vec<String>,
+    pub tokens: StringArray,
     /// One per token; 0 for every token when absent.
     pub scores: Option<Vec<f32>>,
     /// One per token, GGUF token types (1 normal, 2 unknown, 3 control,
     /// 4 user-defined, 5 unused, 6 byte); NORMAL for every token when absent.
     pub token_types: Option<Vec<i32>>,
     /// BPE merges, `"left right"` in rank order.
-    pub merges: Option<Vec<String>>,
+    pub merges: Option<StringArray>,
     pub special_ids: SpecialIds,
     pub add_bos: Option<bool>,
     pub add_eos: Option<bool>,
@@ -107,9 +109,9 @@ pub enum ModelKind {
     Bpe(PreConfig),
 }
 
-#[derive(Clone, Debug)]
+/// A token's score and attributes. Its text is in [`LoadedVocab::texts`].
+#[derive(Clone, Copy, Debug)]
 pub struct TokenData {
-    pub text: String,
     pub score: f32,
     pub attr: u32,
 }
@@ -132,10 +134,15 @@ pub struct ResolvedIds {
 pub struct LoadedVocab {
     pub model_name: String,
     pub kind: ModelKind,
+    /// Token texts by id, with empty texts replaced by `[EMPTY_<id>]`.
+    pub texts: StringArray,
     pub tokens: Vec<TokenData>,
-    pub token_to_id: HashMap<String, u32>,
-    /// BPE merge ranks: `ranks[left][right]`.
-    pub ranks: HashMap<String, HashMap<String, u32>>,
+    /// Token ids by text.
+    pub token_to_id: TextIndex,
+    /// BPE merges `"left right"` in rank order, empty for SentencePiece.
+    pub merges: StringArray,
+    /// Merge ranks by `(left, right)` pair (see [`LoadedVocab::merge_rank`]).
+    pub ranks: TextIndex,
     pub ids: ResolvedIds,
     pub add_bos: bool,
     pub add_eos: bool,
@@ -207,7 +214,7 @@ const EOG_TEXTS: &[&str] = &[
 
 impl LoadedVocab {
     /// Validates `vocab` and derives everything encoding needs.
-    pub fn build(vocab: Vocab) -> Result<LoadedVocab> {
+    pub fn build(mut vocab: Vocab) -> Result<LoadedVocab> {
         let n_tokens = vocab.tokens.len();
         if n_tokens == 0 {
             return Err(Error::Format("tokenizer.ggml.tokens is empty".into()));
@@ -228,13 +235,17 @@ impl LoadedVocab {
             }
         };
 
-        let (tokens, token_to_id) = token_table(&vocab)?;
+        let texts = token_texts(std::mem::take(&mut vocab.tokens));
+        let token_to_id = index_texts(&texts)?;
+        let tokens = token_data(&vocab, n_tokens);
         let mut loaded = LoadedVocab {
             model_name: vocab.model.clone(),
             kind,
+            texts,
             tokens,
             token_to_id,
-            ranks: HashMap::new(),
+            merges: StringArray::new(),
+            ranks: TextIndex::with_capacity(0),
             ids: ResolvedIds::default(),
             add_bos: false,
             add_eos: false,
@@ -246,10 +257,17 @@ impl LoadedVocab {
 
         loaded.set_flags_and_ids(&vocab)?;
         if let ModelKind::Bpe(_) = kind {
-            let merges = vocab.merges.as_ref().ok_or_else(|| {
+            let merges = vocab.merges.take().ok_or_else(|| {
                 Error::Format("tokenizer.ggml.merges is missing; a gpt2 (BPE) vocabulary needs its merges".into())
             })?;
-            loaded.ranks = merge_ranks(merges);
+            if merges.len() > u32::MAX as usize {
+                return Err(Error::Format(format!(
+                    "tokenizer.ggml.merges has {} entries, more than u32 ranks hold",
+                    merges.len()
+                )));
+            }
+            loaded.ranks = merge_ranks(&merges);
+            loaded.merges = merges;
         }
         loaded.detect_special_by_text();
         loaded.build_eog_set();
@@ -264,8 +282,21 @@ impl LoadedVocab {
         self.tokens.len()
     }
 
+    /// Returns the text of token `id`. Panics for an id outside the vocabulary.
+    pub fn text(&self, id: u32) -> &str {
+        &self.texts[id as usize]
+    }
+
     pub fn text_to_token(&self, text: &str) -> Option<u32> {
-        self.token_to_id.get(text).copied()
+        let hash = self.token_to_id.hash(text);
+        self.token_to_id.find(hash, |id| self.text(id) == text)
+    }
+
+    /// Looks up the rank of the BPE merge of `left` and `right`. A lower
+    /// rank merges first.
+    pub fn merge_rank(&self, left: &str, right: &str) -> Option<u32> {
+        let hash = self.ranks.hash(&(left, right));
+        self.ranks.find(hash, |rank| split_merge(&self.merges[rank as usize]) == (left, right))
     }
 
     /// Applies the model type's defaults, then the stored ids and flags.
@@ -349,8 +380,8 @@ impl LoadedVocab {
         self.ids.fim_rep = self.ids.fim_rep.or_else(|| self.find_and_mark_control(FIM_REP_TEXTS));
         self.ids.fim_sep = self.ids.fim_sep.or_else(|| self.find_and_mark_control(FIM_SEP_TEXTS));
 
-        for token in &mut self.tokens {
-            if token.attr & attr::CONTROL != 0 && token.text.contains("unused") {
+        for (token, text) in self.tokens.iter_mut().zip(self.texts.iter()) {
+            if token.attr & attr::CONTROL != 0 && text.contains("unused") {
                 token.attr |= attr::UNUSED;
             }
         }
@@ -365,7 +396,7 @@ impl LoadedVocab {
     fn mark_control(&mut self, id: u32) {
         let token = &mut self.tokens[id as usize];
         if token.attr & attr::CONTROL == 0 {
-            log::debug!("token {id} {:?} looks like a control token; marking it CONTROL", token.text);
+            log::debug!("token {id} {:?} looks like a control token; marking it CONTROL", &self.texts[id as usize]);
             token.attr |= attr::CONTROL;
         }
     }
@@ -423,7 +454,7 @@ impl LoadedVocab {
         // NOTE: llama.cpp's std::sort is not stable, so it may try
         // equal-length tokens in another order. The order matters only when
         // two such tokens overlap in the text.
-        cache.sort_by_key(|&id| std::cmp::Reverse(self.tokens[id as usize].text.len()));
+        cache.sort_by_key(|&id| std::cmp::Reverse(self.text(id).len()));
         self.special_cache = cache;
     }
 
@@ -446,26 +477,57 @@ fn check_len(key: &str, len: Option<usize>, n_tokens: usize) -> Result<()> {
     }
 }
 
-fn token_table(vocab: &Vocab) -> Result<(Vec<TokenData>, HashMap<String, u32>)> {
-    let mut tokens = Vec::with_capacity(vocab.tokens.len());
-    let mut token_to_id = HashMap::with_capacity(vocab.tokens.len());
-    for (i, text) in vocab.tokens.iter().enumerate() {
-        let text = if text.is_empty() {
-            log::warn!("empty token at index {i}");
-            format!("[EMPTY_{i}]")
-        } else {
-            text.clone()
-        };
-        if let Some(previous) = token_to_id.insert(text.clone(), i as u32) {
-            return Err(Error::Format(format!(
-                "tokenizer.ggml.tokens has the duplicate token {text:?} at ids {previous} and {i}"
-            )));
-        }
-        let score = vocab.scores.as_ref().map_or(0.0, |s| s[i]);
-        let token_type = vocab.token_types.as_ref().map_or(1, |t| t[i]);
-        tokens.push(TokenData { text, score, attr: type_to_attr(token_type) });
+/// Replaces empty token texts by `[EMPTY_<id>]`, as llama.cpp does. Returns
+/// `tokens` itself when none is empty.
+fn token_texts(tokens: StringArray) -> StringArray {
+    if tokens.iter().all(|text| !text.is_empty()) {
+        return tokens;
     }
-    Ok((tokens, token_to_id))
+    let mut texts = StringArray::with_capacity(tokens.len(), tokens.text_len());
+    for (i, text) in tokens.iter().enumerate() {
+        if text.is_empty() {
+            log::warn!("empty token at index {i}");
+            texts.push(&format!("[EMPTY_{i}]"));
+        } else {
+            texts.push(text);
+        }
+    }
+    texts
+}
+
+/// Indexes token ids by text. A text that appears twice is an error
+/// naming the lowest id that repeats an earlier text.
+fn index_texts(texts: &StringArray) -> Result<TextIndex> {
+    let mut index = TextIndex::with_capacity(texts.len());
+    let hashes: Vec<u64> = texts.iter().map(|text| index.hash(text)).collect();
+    let mut first_duplicate: Option<(u32, u32)> = None;
+    index.insert_all(
+        &hashes,
+        |a, b| texts[a as usize] == texts[b as usize],
+        |id, earlier| {
+            if first_duplicate.map_or(true, |(first, _)| id < first) {
+                first_duplicate = Some((id, earlier));
+            }
+        },
+    );
+
+    match first_duplicate {
+        None => Ok(index),
+        Some((id, earlier)) => Err(Error::Format(format!(
+            "tokenizer.ggml.tokens has the duplicate token {:?} at ids {earlier} and {id}",
+            &texts[id as usize]
+        ))),
+    }
+}
+
+fn token_data(vocab: &Vocab, n_tokens: usize) -> Vec<TokenData> {
+    (0..n_tokens)
+        .map(|i| {
+            let score = vocab.scores.as_ref().map_or(0.0, |s| s[i]);
+            let token_type = vocab.token_types.as_ref().map_or(1, |t| t[i]);
+            TokenData { score, attr: type_to_attr(token_type) }
+        })
+        .collect()
 }
 
 /// GGUF token type to attribute bits; unknown types become UNDEFINED.
@@ -481,24 +543,27 @@ fn type_to_attr(token_type: i32) -> u32 {
     }
 }
 
-/// Parses merges `"left right"` (split at the first space after the first
-/// byte); the first occurrence of a pair keeps its rank.
-fn merge_ranks(merges: &[String]) -> HashMap<String, HashMap<String, u32>> {
-    let mut ranks: HashMap<String, HashMap<String, u32>> = HashMap::new();
-    for (rank, merge) in merges.iter().enumerate() {
-        // Searching from the end of the first character equals llama.cpp's
-        // byte search from index 1, since no space sits inside a character.
-        let first_len = merge.chars().next().map_or(0, char::len_utf8);
-        let split = merge[first_len..].find(' ').map(|p| p + first_len);
-        let (left, right) = match split {
-            Some(pos) => (&merge[..pos], &merge[pos + 1..]),
-            None => ("", ""),
-        };
-        ranks
-            .entry(left.to_string())
-            .or_default()
-            .entry(right.to_string())
-            .or_insert(rank as u32);
-    }
+/// Indexes merges `"left right"` by their pair. The first occurrence of a
+/// pair keeps its rank.
+fn merge_ranks(merges: &StringArray) -> TextIndex {
+    let mut ranks = TextIndex::with_capacity(merges.len());
+    let hashes: Vec<u64> = merges.iter().map(|merge| ranks.hash(&split_merge(merge))).collect();
+    ranks.insert_all(
+        &hashes,
+        |a, b| split_merge(&merges[a as usize]) == split_merge(&merges[b as usize]),
+        |_, _| {},
+    );
     ranks
+}
+
+/// Splits a merge at the first space after its first byte. A merge
+/// without such a space is the pair `("", "")`.
+fn split_merge(merge: &str) -> (&str, &str) {
+    // Searching from the end of the first character equals llama.cpp's
+    // byte search from index 1, since no space sits inside a character.
+    let first_len = merge.chars().next().map_or(0, char::len_utf8);
+    match merge[first_len..].find(' ') {
+        Some(pos) => (&merge[..first_len + pos], &merge[first_len + pos + 1..]),
+        None => ("", ""),
+    }
 }
