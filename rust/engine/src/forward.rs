@@ -6,7 +6,6 @@
 //! first and then attends over the cache, so prompt tokens see the same
 //! compression as generated ones.
 
-use rayon::prelude::*;
 use turbokv_kernels::ops;
 
 use crate::attention::attend_head;
@@ -233,21 +232,17 @@ fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1
     let q = &b.q;
     let out = &mut b.attn[t0 * n_head * d..t1 * n_head * d];
 
-    let task = |scores: &mut Vec<f32>, (i, out_h): (usize, &mut [f32])| {
+    model.pool.for_each_chunk_mut(out, d, |i, out_h| {
         let t = t0 + i / n_head;
         let h = i % n_head;
         let q_h = &q[(t * n_head + h) * d..(t * n_head + h + 1) * d];
-        attend_head(cache, h / gqa, q_h, n_past + t, c.attn_scale, scores, out_h);
-    };
+        SCORES.with(|scores| attend_head(cache, h / gqa, q_h, n_past + t, c.attn_scale, &mut scores.borrow_mut(), out_h));
+    });
+}
 
-    if model.pool.current_num_threads() == 1 {
-        let mut scores = Vec::new();
-        out.chunks_exact_mut(d).enumerate().for_each(|item| task(&mut scores, item));
-    } else {
-        model.pool.install(|| {
-            out.par_chunks_exact_mut(d).enumerate().for_each_init(Vec::new, task);
-        });
-    }
+thread_local! {
+    /// Attention scores buffer of each thread, reused across tasks.
+    static SCORES: std::cell::RefCell<Vec<f32>> = std::cell::RefCell::new(Vec::new());
 }
 
 /// Writes the batch's keys and values and computes attention.

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::kv_cache::{layer_capacity, KvCache, KvType};
+use crate::pool::WorkerPool;
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -17,7 +18,7 @@ pub struct Model {
     pub weights: Weights,
     pub tokenizer: Tokenizer,
     pub file: Arc<GgufFile>,
-    pub pool: rayon::ThreadPool,
+    pub pool: WorkerPool,
     /// Per-layer key centers for TurboQuant caches, computed on
     /// first use (see [`crate::centering`]).
     centers: OnceLock<Vec<LayerCenter>>,
@@ -52,11 +53,8 @@ impl Model {
         } else {
             n_threads
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n_threads)
-            .thread_name(|i| format!("turbokv-worker-{i}"))
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot start {n_threads} worker threads: {e}")))?;
+        let pool = WorkerPool::new(n_threads)
+            .map_err(|e| Error::InvalidArgument(format!("cannot start {} worker threads: {e}", n_threads - 1)))?;
 
         log::info!(
             "loaded {path}: {} with {} layers, n_embd {}, {} threads",
@@ -78,7 +76,7 @@ impl Model {
     }
 
     pub fn n_threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.pool.n_threads()
     }
 
     /// Bytes a cache of `n_ctx` positions with these types allocates.
@@ -179,13 +177,8 @@ impl Session {
             LogitsWanted::Last => tokens.len() - 1,
             LogitsWanted::From(i) => i.min(tokens.len()),
         };
-        let model = Arc::clone(&self.model);
-        // Running the whole pass inside the pool makes the calling thread a
-        // worker, so each parallel step inside is a cheap in-pool fork
-        // instead of a cross-thread injection that wakes and blocks.
         let n_past = self.tokens.len();
-        let cache = &mut self.cache;
-        let logits = model.pool.install(|| crate::forward::forward(&model, cache, n_past, tokens, from));
+        let logits = crate::forward::forward(&self.model, &mut self.cache, n_past, tokens, from);
         self.tokens.extend_from_slice(tokens);
         Ok(logits)
     }
