@@ -10,8 +10,12 @@
 //! and the task count), then publishes it by storing a new `state` word with
 //! a fresh generation and the open bit. Workers join by incrementing the
 //! active count inside `state` with a compare-and-swap that only succeeds
-//! while that generation is open, then claim task indices from `next_task`.
-//! The caller claims tasks too. When no task is left it clears the open bit,
+//! while that generation is open, then claim task indices. Each thread
+//! (the caller is thread 0) owns a contiguous range of tasks with its own
+//! counter, and after its range it claims from the other threads' counters,
+//! so threads contend for a counter only near the end of a dispatch and
+//! each streams through neighbouring weight rows. When no task is left, the
+//! caller clears the open bit,
 //! so no late worker can join, and waits until the active count drops to
 //! zero: every claimed task has then finished, and no worker still holds a
 //! reference to the job.
@@ -25,19 +29,20 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// How long an idle worker spins after its last dispatch before it parks.
-/// Measured on a 2-core AMD EPYC (see the dispatch cost notes in
-/// BENCHMARKS.md): the gaps between dispatches inside a decode step are a few
-/// microseconds, and the gap between decode steps through Python is about
-/// 100-300 microseconds, so 500 microseconds keeps a decode loop awake while
-/// an idle model parks within a millisecond.
+/// Dispatches inside a decode step come microseconds apart, and decode
+/// steps driven from Python some tens of microseconds apart, so workers
+/// stay awake through a decode loop, while an idle model parks them within
+/// a millisecond.
+// NOTE: an estimate, not tuned: the shared 2-core machine it was written on
+// never stayed idle long enough to compare values.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(500);
 
-/// How long the caller spins on workers still running tasks before it
-/// starts yielding its core (to a worker the OS may have descheduled).
-const SPIN_BEFORE_YIELD: Duration = Duration::from_micros(50);
-
-/// Spin iterations between two reads of the clock.
-const SPINS_PER_CLOCK_READ: u32 = 64;
+/// Spin iterations (about a microsecond) between two yields of a waiting
+/// thread. Yielding lets another runnable thread on the same core go
+/// first: on a machine with more runnable threads than cores, a worker
+/// that spun without yielding would take half the caller's core while the
+/// caller does the work. On an idle core a yield returns at once.
+const SPINS_PER_YIELD: u32 = 64;
 
 // Layout of `Shared::state`: generation in the high 32 bits, the open bit,
 // then the count of workers inside the current job.
@@ -59,7 +64,36 @@ pub struct WorkerPool {
     /// (a nested `run` from inside a task, or a second thread calling the
     /// same pool) runs its tasks inline on its own thread.
     busy: AtomicBool,
+    backoff: Backoff,
 }
+
+/// Inline runs after stalls: when the OS preempts a worker in the middle of
+/// a task (the machine has more runnable threads than cores), the caller
+/// waits a whole scheduler time slice for it, which costs more than the
+/// dispatch saves. After such a stall the pool runs the next `length`
+/// dispatches on the caller alone, doubling `length` on each stall in a
+/// row, so a crowded machine gets close to one-thread speed instead of far
+/// below it. Only the caller that holds `busy` updates the fields (hence
+/// relaxed atomics), except `inline_left`, which any caller decrements.
+struct Backoff {
+    /// Dispatches still to run inline.
+    inline_left: AtomicUsize,
+    /// Inline dispatches after the next stall.
+    length: AtomicUsize,
+    /// Dispatches without a stall since the last one.
+    clean_streak: AtomicUsize,
+}
+
+/// Inline dispatches after a first stall: a few decode steps of a small model.
+const MIN_BACKOFF: usize = 1 << 10;
+/// Cap of the doubling: about a second of decode for a small model.
+const MAX_BACKOFF: usize = 1 << 16;
+/// Dispatches without a stall after which a stall counts as a first one.
+const CLEAN_STREAK_RESET: usize = 1 << 14;
+/// A wait for workers counts as a stall when it exceeds twice the caller's
+/// own time in the dispatch plus this margin, because in a balanced
+/// dispatch the wait is at most one task, which the caller's time covers.
+const STALL_MARGIN: Duration = Duration::from_micros(100);
 
 /// The task function and task count of the current dispatch.
 #[derive(Clone, Copy)]
@@ -76,7 +110,9 @@ struct Shared {
     /// Written only by the caller that holds `busy`, while the job is
     /// closed and no worker is active; read by workers that joined.
     job: UnsafeCell<Job>,
-    next_task: AtomicUsize,
+    /// Next task of each thread's range (see [`task_range`]), each on its
+    /// own cache line because every claim writes it.
+    next_task: Box<[CachePadded<AtomicUsize>]>,
     /// Set by the first task that panics; stops handing out tasks.
     panicked: AtomicBool,
     panic_payload: Mutex<Option<Box<dyn Any + Send>>>,
@@ -85,6 +121,19 @@ struct Shared {
     n_sleeping: AtomicUsize,
     sleep_lock: Mutex<()>,
     wake: Condvar,
+}
+
+/// A value aligned to 128 bytes: two 64-byte cache lines, because x86
+/// cores prefetch lines in adjacent pairs.
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 // SAFETY: `job` is written only while no worker can read it (see the field),
@@ -103,7 +152,7 @@ impl WorkerPool {
         let shared = Arc::new(Shared {
             state: AtomicU64::new(0),
             job: UnsafeCell::new(Job { f: idle, n_tasks: 0 }),
-            next_task: AtomicUsize::new(0),
+            next_task: (0..n_threads).map(|_| CachePadded(AtomicUsize::new(0))).collect(),
             panicked: AtomicBool::new(false),
             panic_payload: Mutex::new(None),
             shutdown: AtomicBool::new(false),
@@ -111,10 +160,10 @@ impl WorkerPool {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
         });
-        let mut pool = WorkerPool { shared, workers: Vec::with_capacity(n_threads - 1), n_threads, busy: AtomicBool::new(false) };
+        let mut pool = WorkerPool { shared, workers: Vec::with_capacity(n_threads - 1), n_threads, busy: AtomicBool::new(false), backoff: Backoff::new() };
         for i in 1..n_threads {
             let shared = Arc::clone(&pool.shared);
-            let handle = thread::Builder::new().name(format!("turbokv-worker-{i}")).spawn(move || worker_loop(&shared))?;
+            let handle = thread::Builder::new().name(format!("turbokv-worker-{i}")).spawn(move || worker_loop(&shared, i))?;
             // On an error above, dropping `pool` stops the workers started so far.
             pool.workers.push(handle);
         }
@@ -135,7 +184,7 @@ impl WorkerPool {
         if n_tasks == 0 {
             return;
         }
-        if n_tasks == 1 || self.workers.is_empty() || !self.try_acquire() {
+        if n_tasks == 1 || self.workers.is_empty() || self.backoff.take_inline() || !self.try_acquire() {
             (0..n_tasks).for_each(f);
             return;
         }
@@ -174,7 +223,9 @@ impl WorkerPool {
             let f: *const (dyn Fn(usize) + Sync + '_) = f;
             *shared.job.get() = Job { f: std::mem::transmute(f), n_tasks };
         }
-        shared.next_task.store(0, Ordering::Relaxed);
+        for (thread, next) in shared.next_task.iter().enumerate() {
+            next.store(task_range(thread, self.n_threads, n_tasks).start, Ordering::Relaxed);
+        }
         let state = shared.state.load(Ordering::Relaxed);
         let next_generation = ((generation(state) + 1) & 0xffff_ffff) << GENERATION_SHIFT;
         shared.state.store(next_generation | OPEN, Ordering::SeqCst);
@@ -183,9 +234,12 @@ impl WorkerPool {
             shared.wake.notify_all();
         }
 
-        run_tasks(shared, f, n_tasks);
+        let start = Instant::now();
+        run_tasks(shared, 0, f, n_tasks);
         shared.state.fetch_and(!OPEN, Ordering::SeqCst);
-        wait_for_workers(shared);
+        let own_time = start.elapsed();
+        let waited = wait_for_workers(shared);
+        self.backoff.record(waited > own_time * 2 + STALL_MARGIN);
 
         if shared.panicked.load(Ordering::Relaxed) {
             shared.panicked.store(false, Ordering::Relaxed);
@@ -235,42 +289,91 @@ impl<T> Copy for SendPtr<T> {}
 unsafe impl<T: Send> Send for SendPtr<T> {}
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 
-/// Claims and runs tasks until none is left. A panic is stored for the
-/// caller and stops the hand-out of further tasks.
-fn run_tasks(shared: &Shared, f: &(dyn Fn(usize) + Sync), n_tasks: usize) {
-    let result = panic::catch_unwind(AssertUnwindSafe(|| loop {
-        let task = shared.next_task.fetch_add(1, Ordering::Relaxed);
-        if task >= n_tasks {
-            break;
+/// Tasks owned by `thread` when `n_tasks` are split over `n_threads`.
+fn task_range(thread: usize, n_threads: usize, n_tasks: usize) -> std::ops::Range<usize> {
+    thread * n_tasks / n_threads..(thread + 1) * n_tasks / n_threads
+}
+
+/// Claims and runs tasks until none is left: first from `thread`'s range,
+/// then from the ranges after it. A panic is stored for the caller and
+/// stops the hand-out of further tasks.
+fn run_tasks(shared: &Shared, thread: usize, f: &(dyn Fn(usize) + Sync), n_tasks: usize) {
+    let n_threads = shared.next_task.len();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        for owner in (thread..n_threads).chain(0..thread) {
+            let end = task_range(owner, n_threads, n_tasks).end;
+            let next = &shared.next_task[owner];
+            while !shared.panicked.load(Ordering::Relaxed) {
+                let task = next.fetch_add(1, Ordering::Relaxed);
+                if task >= end {
+                    break;
+                }
+                f(task);
+            }
         }
-        f(task);
     }));
     if let Err(payload) = result {
-        shared.next_task.store(n_tasks, Ordering::Relaxed);
+        shared.panicked.store(true, Ordering::Relaxed);
         let mut slot = shared.panic_payload.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             *slot = Some(payload);
         }
-        shared.panicked.store(true, Ordering::Relaxed);
     }
 }
 
-/// Waits until no worker is inside the closed job. Spins first, because
-/// the remaining tasks are usually microseconds long.
-fn wait_for_workers(shared: &Shared) {
+/// Waits until no worker is inside the closed job and returns how long
+/// that took. Spins, because the remaining tasks are usually microseconds
+/// long.
+fn wait_for_workers(shared: &Shared) -> Duration {
+    if shared.state.load(Ordering::Acquire) & ACTIVE_MASK == 0 {
+        return Duration::ZERO;
+    }
     let start = Instant::now();
     let mut spins = 0u32;
     while shared.state.load(Ordering::Acquire) & ACTIVE_MASK != 0 {
         spins += 1;
-        if spins % SPINS_PER_CLOCK_READ != 0 {
+        if spins % SPINS_PER_YIELD != 0 {
             std::hint::spin_loop();
-        } else if start.elapsed() > SPIN_BEFORE_YIELD {
+        } else {
             thread::yield_now();
         }
     }
+    start.elapsed()
 }
 
-fn worker_loop(shared: &Shared) {
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            inline_left: AtomicUsize::new(0),
+            length: AtomicUsize::new(MIN_BACKOFF),
+            clean_streak: AtomicUsize::new(0),
+        }
+    }
+
+    /// Returns whether this dispatch should run inline, counting it.
+    fn take_inline(&self) -> bool {
+        if self.inline_left.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        self.inline_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
+
+    fn record(&self, stalled: bool) {
+        if !stalled {
+            self.clean_streak.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut length = self.length.load(Ordering::Relaxed);
+        if self.clean_streak.swap(0, Ordering::Relaxed) >= CLEAN_STREAK_RESET {
+            length = MIN_BACKOFF;
+        }
+        log::debug!("a worker stalled a dispatch; running the next {length} dispatches on the caller alone");
+        self.inline_left.store(length, Ordering::Relaxed);
+        self.length.store((length * 2).min(MAX_BACKOFF), Ordering::Relaxed);
+    }
+}
+
+fn worker_loop(shared: &Shared, thread: usize) {
     let mut seen = 0u64;
     while let Some(state) = wait_for_job(shared, seen) {
         seen = generation(state);
@@ -278,7 +381,7 @@ fn worker_loop(shared: &Shared) {
             // SAFETY: the job stays valid and unchanged while this worker
             // is counted as active.
             let job = unsafe { *shared.job.get() };
-            run_tasks(shared, unsafe { &*job.f }, job.n_tasks);
+            run_tasks(shared, thread, unsafe { &*job.f }, job.n_tasks);
             shared.state.fetch_sub(1, Ordering::Release);
         }
     }
@@ -311,10 +414,12 @@ fn wait_for_job(shared: &Shared, seen: u64) -> Option<u64> {
             return None;
         }
         spins += 1;
-        if spins % SPINS_PER_CLOCK_READ != 0 {
+        if spins % SPINS_PER_YIELD != 0 {
             std::hint::spin_loop();
         } else if start.elapsed() > SPIN_BEFORE_PARK {
             return park_until_job(shared, seen);
+        } else {
+            thread::yield_now();
         }
     }
 }
@@ -479,22 +584,35 @@ mod tests {
 
     /// Prints the cost of one dispatch with 1 to 4 threads: the time of an
     /// empty 8-task `run`, and the time of 8 tasks of 2 microseconds each
-    /// minus their ideal time (16 us over the threads). Run it with
+    /// minus their ideal time (16 us over the threads), with the share of
+    /// tasks the workers ran. Run it with
     /// `cargo test --release -p turbokv-engine --lib dispatch_cost -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn dispatch_cost() {
         const N_DISPATCHES: usize = 20_000;
         const TASK_MICROS: f64 = 2.0;
+        let caller = thread::current().id();
         for n_threads in 1..=4 {
             let pool = WorkerPool::new(n_threads).unwrap();
             let (empty, empty_p90) = median_and_p90(N_DISPATCHES, || pool.run(8, &|_| {}));
-            let (busy, busy_p90) = median_and_p90(N_DISPATCHES, || pool.run(8, &|_| busy_work(TASK_MICROS)));
+            let on_workers = AtomicUsize::new(0);
+            let (busy, busy_p90) = median_and_p90(N_DISPATCHES, || {
+                pool.run(8, &|_| {
+                    busy_work(TASK_MICROS);
+                    if thread::current().id() != caller {
+                        on_workers.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            });
             let ideal = 8.0 * TASK_MICROS / n_threads as f64;
+            let worker_share = on_workers.into_inner() as f64 / (8 * N_DISPATCHES) as f64;
             println!(
                 "{n_threads} threads: empty 8-task run median {empty:.2} us (p90 {empty_p90:.2}); \
-                 8 x {TASK_MICROS} us tasks median {busy:.2} us (p90 {busy_p90:.2}), {:.2} us over the ideal {ideal:.1} us",
-                busy - ideal
+                 8 x {TASK_MICROS} us tasks median {busy:.2} us (p90 {busy_p90:.2}), {:.2} us over the ideal {ideal:.1} us, \
+                 {:.0}% of tasks on workers",
+                busy - ideal,
+                worker_share * 100.0
             );
         }
     }
