@@ -1,8 +1,8 @@
 """Logits must not depend on the number of worker threads.
 
 The kernels keep each output's summation order fixed, and the worker pool
-only decides which thread computes which rows or heads, so every thread
-count must give bit-identical logits for prompts (batched products and
+only decides which thread computes which rows or heads. So every thread
+count must give bit-identical logits, for prompts (batched products and
 parallel activation encoding) and for single-token decode steps.
 """
 

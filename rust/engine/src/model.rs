@@ -54,7 +54,7 @@ impl Model {
             n_threads
         };
         let pool = WorkerPool::new(n_threads)
-            .map_err(|e| Error::InvalidArgument(format!("cannot start {} worker threads: {e}", n_threads - 1)))?;
+            .map_err(|e| Error::InvalidArgument(format!("failed to start {} worker threads: {e}; try a lower n_threads", n_threads - 1)))?;
 
         log::info!(
             "loaded {path}: {} with {} layers, n_embd {}, {} threads",

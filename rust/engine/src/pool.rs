@@ -2,9 +2,9 @@
 //! pass.
 //!
 //! A decode step of a small model makes a few hundred dispatches of a few
-//! microseconds of work each, so the pool keeps its workers spinning for a
-//! while after each dispatch: back-to-back dispatches find them awake, and an
-//! idle model parks them instead of burning cores.
+//! microseconds of work each. So the pool keeps its workers spinning for a
+//! while after each dispatch, and back-to-back dispatches find them awake.
+//! An idle model parks them instead of burning cores.
 //!
 //! One dispatch: the caller stores the job (a pointer to the task function
 //! and the task count), then publishes it by storing a new `state` word with
@@ -67,13 +67,13 @@ pub struct WorkerPool {
     backoff: Backoff,
 }
 
-/// Inline runs after stalls: when the OS preempts a worker in the middle of
+/// Inline runs after stalls. When the OS preempts a worker in the middle of
 /// a task (the machine has more runnable threads than cores), the caller
 /// waits a whole scheduler time slice for it, which costs more than the
 /// dispatch saves. After such a stall the pool runs the next `length`
-/// dispatches on the caller alone, doubling `length` on each stall in a
-/// row, so a crowded machine gets close to one-thread speed instead of far
-/// below it. Only the caller that holds `busy` updates the fields (hence
+/// dispatches on the caller alone, and doubles `length` on each further
+/// stall, so a crowded machine gets close to one-thread speed instead of
+/// far below it. Only the caller that owns `busy` updates the fields (hence
 /// relaxed atomics), except `inline_left`, which any caller decrements.
 struct Backoff {
     /// Dispatches still to run inline.
@@ -107,8 +107,8 @@ struct Job {
 struct Shared {
     /// Generation, open bit and active worker count (see the constants).
     state: AtomicU64,
-    /// Written only by the caller that holds `busy`, while the job is
-    /// closed and no worker is active; read by workers that joined.
+    /// Written only by the caller that owns `busy`, while the job is closed
+    /// and no worker is active. Read by workers that joined.
     job: UnsafeCell<Job>,
     /// Next task of each thread's range (see [`task_range`]), each on its
     /// own cache line because every claim writes it.
@@ -582,10 +582,10 @@ mod tests {
         (times[n / 2], times[n * 9 / 10])
     }
 
-    /// Prints the cost of one dispatch with 1 to 4 threads: the time of an
-    /// empty 8-task `run`, and the time of 8 tasks of 2 microseconds each
-    /// minus their ideal time (16 us over the threads), with the share of
-    /// tasks the workers ran. Run it with
+    /// Prints the cost of one dispatch with 1 to 4 threads. It times an
+    /// empty 8-task `run`, and 8 tasks of 2 microseconds each against their
+    /// ideal time (16 us over the threads), with the share of tasks that
+    /// workers ran. Run it with
     /// `cargo test --release -p turbokv-engine --lib dispatch_cost -- --ignored --nocapture`.
     #[test]
     #[ignore]
