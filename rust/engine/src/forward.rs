@@ -6,7 +6,6 @@
 //! first and then attends over the cache, so prompt tokens see the same
 //! compression as generated ones.
 
-use rayon::prelude::*;
 use turbokv_kernels::ops;
 
 use crate::attention::{self, Shape};
@@ -256,7 +255,7 @@ fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1
     let c = &model.config;
     let shape = Shape { head_dim: c.head_dim, n_head: c.n_head, group: c.gqa_ratio(), scale: c.attn_scale };
     let out = &mut b.attn[t0 * c.n_head * c.head_dim..t1 * c.n_head * c.head_dim];
-    if model.pool.current_num_threads() == 1 {
+    if model.pool.n_threads() == 1 {
         attention::attend_serial(cache, &shape, c.n_kv_heads, n_past, t0, t1, &b.q, out);
         return;
     }
@@ -265,22 +264,21 @@ fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1
     let pl = shape.partial_len();
     let mut partials = vec![0.0f32; plan.tasks.len() * pl];
     let q = &b.q;
-    model.pool.install(|| {
-        partials
-            .par_chunks_exact_mut(pl)
-            .zip(&plan.tasks)
-            .for_each(|(partial, task)| attention::run_task(cache, &shape, *task, q, partial));
+    model.pool.for_each_chunk_mut(&mut partials, pl, |i, partial| {
+        attention::run_task(cache, &shape, plan.tasks[i], q, partial);
     });
 
-    let merge = |(i, out_g): (usize, &mut [f32])| {
+    let merge = |i: usize, out_g: &mut [f32]| {
         let parts = &partials[plan.starts[i] * pl..plan.starts[i + 1] * pl];
         attention::merge(&cache.v, &shape, parts, out_g);
     };
     let group_len = shape.group * shape.head_dim;
     if t1 - t0 < MIN_TOKENS_TO_SPLIT_MERGE {
-        out.chunks_exact_mut(group_len).enumerate().for_each(merge);
+        for (i, out_g) in out.chunks_exact_mut(group_len).enumerate() {
+            merge(i, out_g);
+        }
     } else {
-        model.pool.install(|| out.par_chunks_exact_mut(group_len).enumerate().for_each(merge));
+        model.pool.for_each_chunk_mut(out, group_len, merge);
     }
 }
 

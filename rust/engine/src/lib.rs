@@ -15,6 +15,7 @@ pub mod kv_cache;
 pub mod matmul;
 pub mod model;
 pub mod perplexity;
+pub mod pool;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;

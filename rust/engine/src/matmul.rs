@@ -6,9 +6,9 @@
 //! multi-row kernel `vec_dot_rows`; a batch runs `gemm`, which unpacks each
 //! weight block once for several tokens.
 
-use rayon::prelude::*;
 use turbokv_kernels::quants::{self, GemmShape, GgmlType};
 
+use crate::pool::WorkerPool;
 use crate::weights::Matrix;
 
 /// Activations of `n_tokens` rows encoded for dot products with `ty` weights.
@@ -32,18 +32,19 @@ impl Activations {
     }
 
     /// [`Activations::encode`] with the rows spread over `pool`, for prompts.
-    pub fn encode_on(pool: &rayon::ThreadPool, ty: GgmlType, x: &[f32], n: usize) -> Activations {
+    pub fn encode_on(pool: &WorkerPool, ty: GgmlType, x: &[f32], n: usize) -> Activations {
         let n_tokens = x.len() / n;
-        if n_tokens < MIN_TOKENS_TO_SPLIT_ENCODING || pool.current_num_threads() == 1 {
+        if n_tokens < MIN_TOKENS_TO_SPLIT_ENCODING || pool.n_threads() == 1 {
             return Activations::encode(ty, x, n);
         }
         let mut act = Activations::alloc(ty, n_tokens, n);
         let (act_ty, row_bytes) = (act.ty, act.row_bytes);
-        pool.install(|| {
-            x.par_chunks_exact(n)
-                .zip(act.data.par_chunks_exact_mut(row_bytes))
-                .with_min_len(MIN_TOKENS_TO_SPLIT_ENCODING / 2)
-                .for_each(|(src, dst)| encode_row(act_ty, src, dst));
+        let rows_per_task = MIN_TOKENS_TO_SPLIT_ENCODING / 2;
+        pool.for_each_chunk_mut(&mut act.data, rows_per_task * row_bytes, |task, dst| {
+            let src = &x[task * rows_per_task * n..];
+            for (src, dst) in src.chunks_exact(n).zip(dst.chunks_exact_mut(row_bytes)) {
+                encode_row(act_ty, src, dst);
+            }
         });
         act
     }
@@ -86,29 +87,24 @@ unsafe impl Sync for SharedOut {}
 ///
 /// `x` holds `n_tokens` rows of `w.n_in` floats; `out` has room for
 /// `n_tokens * w.n_out` floats.
-pub fn matmul(pool: &rayon::ThreadPool, w: &Matrix, x: &[f32], out: &mut [f32]) {
+pub fn matmul(pool: &WorkerPool, w: &Matrix, x: &[f32], out: &mut [f32]) {
     let act = Activations::encode_on(pool, w.ty, x, w.n_in);
     matmul_encoded(pool, w, &act, out);
 }
 
 /// [`matmul`] with activations already encoded for `w`'s type.
-pub fn matmul_encoded(pool: &rayon::ThreadPool, w: &Matrix, act: &Activations, out: &mut [f32]) {
+pub fn matmul_encoded(pool: &WorkerPool, w: &Matrix, act: &Activations, out: &mut [f32]) {
     let n_out = w.n_out;
     let n_tokens = act.n_tokens;
     assert!(out.len() >= n_tokens * n_out);
-    let rows_per_task = rows_per_task(n_out, pool.current_num_threads());
+    let rows_per_task = rows_per_task(n_out, pool.n_threads());
     let out = &mut out[..n_tokens * n_out];
 
     if n_tokens == 1 {
-        let run = |(task, out): (usize, &mut [f32])| {
+        pool.for_each_chunk_mut(out, rows_per_task, |task, out| {
             let r0 = task * rows_per_task;
             quants::vec_dot_rows(w.ty, w.n_in, &w.bytes()[r0 * w.row_bytes..], w.row_bytes, act.row(0), out);
-        };
-        if n_out <= rows_per_task || pool.current_num_threads() == 1 {
-            out.chunks_mut(rows_per_task).enumerate().for_each(run);
-        } else {
-            pool.install(|| out.par_chunks_mut(rows_per_task).enumerate().for_each(run));
-        }
+        });
         return;
     }
 
@@ -136,11 +132,7 @@ pub fn matmul_encoded(pool: &rayon::ThreadPool, w: &Matrix, act: &Activations, o
             unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), shared.0.add(t * n_out + r0), n_rows) };
         }
     };
-    if n_tasks == 1 || pool.current_num_threads() == 1 {
-        (0..n_tasks).for_each(run);
-    } else {
-        pool.install(|| (0..n_tasks).into_par_iter().for_each(run));
-    }
+    pool.run(n_tasks, &run);
 }
 
 /// Output rows per task: at least `MIN_ROWS_PER_TASK`, and few enough for

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::kv_cache::{layer_capacity, sink_key_len, KvCache, KvType};
+use crate::pool::WorkerPool;
 use crate::tokenizer::Tokenizer;
 use crate::weights::Weights;
 
@@ -17,7 +18,7 @@ pub struct Model {
     pub weights: Weights,
     pub tokenizer: Tokenizer,
     pub file: Arc<GgufFile>,
-    pub pool: rayon::ThreadPool,
+    pub pool: WorkerPool,
     /// Per-layer key centers for TurboQuant caches, computed on
     /// first use (see [`crate::centering`]).
     centers: OnceLock<Vec<LayerCenter>>,
@@ -52,11 +53,8 @@ impl Model {
         } else {
             n_threads
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n_threads)
-            .thread_name(|i| format!("turbokv-worker-{i}"))
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot start {n_threads} worker threads: {e}")))?;
+        let pool = WorkerPool::new(n_threads)
+            .map_err(|e| Error::InvalidArgument(format!("failed to start {} worker threads: {e}; try a lower n_threads", n_threads - 1)))?;
 
         log::info!(
             "loaded {path}: {} with {} layers, n_embd {}, {} threads",
@@ -78,7 +76,7 @@ impl Model {
     }
 
     pub fn n_threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.pool.n_threads()
     }
 
     /// Bytes a cache of `n_ctx` positions with these types allocates.
@@ -180,13 +178,8 @@ impl Session {
             LogitsWanted::Last => tokens.len() - 1,
             LogitsWanted::From(i) => i.min(tokens.len()),
         };
-        let model = Arc::clone(&self.model);
-        // Running the whole pass inside the pool makes the calling thread a
-        // worker, so each parallel step inside is a cheap in-pool fork
-        // instead of a cross-thread injection that wakes and blocks.
         let n_past = self.tokens.len();
-        let cache = &mut self.cache;
-        let logits = model.pool.install(|| crate::forward::forward(&model, cache, n_past, tokens, from));
+        let logits = crate::forward::forward(&self.model, &mut self.cache, n_past, tokens, from);
         self.tokens.extend_from_slice(tokens);
         Ok(logits)
     }
@@ -210,9 +203,7 @@ fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
         keys[il].extend_from_slice(k);
         queries[il].extend_from_slice(q);
     };
-    // Inside the pool, as in `Session::eval`, each parallel step of the
-    // pass is a cheap in-pool fork instead of a cross-thread injection.
-    model.pool.install(|| crate::forward::probe_queries_keys(model, &mut cache, &tokens, &mut probe));
+    crate::forward::probe_queries_keys(model, &mut cache, &tokens, &mut probe);
 
     let factors = model.weights.rope_freqs.as_deref();
     let mut centers = Vec::with_capacity(c.n_layer);

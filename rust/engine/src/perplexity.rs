@@ -13,8 +13,6 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::kv_cache::KvType;
 use crate::model::{LogitsWanted, Model, Session};
@@ -214,13 +212,12 @@ pub fn kl_divergence(
             let candidate_logits = candidate_session.eval(&ids[pos..end], LogitsWanted::From(0))?;
             let targets = &ids[pos + 1..end + 1];
 
-            let rows: Vec<(f64, f64, RowDivergence)> = model.pool.install(|| {
-                base_logits
-                    .par_chunks_exact(n_vocab)
-                    .zip(candidate_logits.par_chunks_exact(n_vocab))
-                    .zip(targets.par_iter())
-                    .map(|((b, c), &target)| (nll_of(b, target), nll_of(c, target), row_divergence(b, c)))
-                    .collect()
+            let unset = RowDivergence { kl: 0.0, same_top1: false };
+            let mut rows = vec![(0.0, 0.0, unset); targets.len()];
+            model.pool.for_each_chunk_mut(&mut rows, 1, |i, row| {
+                let b = &base_logits[i * n_vocab..(i + 1) * n_vocab];
+                let c = &candidate_logits[i * n_vocab..(i + 1) * n_vocab];
+                row[0] = (nll_of(b, targets[i]), nll_of(c, targets[i]), row_divergence(b, c));
             });
             for (b, c, divergence) in rows {
                 base_nll += b;

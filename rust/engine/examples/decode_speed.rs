@@ -1,0 +1,88 @@
+//! Times fp32 greedy decode of MODEL with 1 and 2 threads, alternating
+//! blocks of steps so that load from other processes hits both alike.
+//!
+//! `cargo run --release -p turbokv-engine --example decode_speed -- MODEL [ROUNDS] [STEPS] [MIN_IDLE]`
+//!
+//! With MIN_IDLE (0 to 1, Linux only), each pair of blocks first waits up
+//! to 30 s for the cores to be that idle over 0.2 s, so that on a shared
+//! machine the numbers come from quiet moments.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use turbokv_engine::{KvType, LogitsWanted, Model, Session};
+
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Returns tokens per second over `steps` greedy decode steps after a short prompt.
+fn decode_rate(model: &Arc<Model>, steps: usize) -> f64 {
+    let mut session = Session::new(Arc::clone(model), 512, KvType::F32, KvType::F32).expect("session");
+    let prompt = model.tokenizer.encode("The quick brown fox jumps over the lazy dog.", true, false);
+    let mut token = argmax(&session.eval(&prompt, LogitsWanted::Last).expect("prompt"));
+    let start = Instant::now();
+    for _ in 0..steps {
+        token = argmax(&session.eval(&[token], LogitsWanted::Last).expect("decode step"));
+    }
+    steps as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Returns the fraction of CPU time all cores spent idle over `window`,
+/// from the first line of /proc/stat; 1.0 where that file is missing.
+fn idle_fraction(window: Duration) -> f64 {
+    let read = || -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        Some((fields[3] + fields[4], fields.iter().sum()))
+    };
+    let before = read();
+    std::thread::sleep(window);
+    match (before, read()) {
+        (Some((idle0, total0)), Some((idle1, total1))) => (idle1 - idle0) as f64 / (total1 - total0).max(1) as f64,
+        _ => 1.0,
+    }
+}
+
+fn wait_until_idle(min_idle: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while idle_fraction(Duration::from_millis(200)) < min_idle && Instant::now() < deadline {}
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args.get(1).expect("usage: decode_speed MODEL [ROUNDS] [STEPS] [MIN_IDLE]");
+    let rounds: usize = args.get(2).map_or(10, |s| s.parse().expect("ROUNDS must be a number"));
+    let steps: usize = args.get(3).map_or(32, |s| s.parse().expect("STEPS must be a number"));
+    let min_idle: f64 = args.get(4).map_or(0.0, |s| s.parse().expect("MIN_IDLE must be a number"));
+
+    let models: Vec<Arc<Model>> = [1, 2].iter().map(|&n| Arc::new(Model::load(path, n).expect("model"))).collect();
+    let mut rates = vec![Vec::new(); models.len()];
+    for model in &models {
+        decode_rate(model, 4);
+    }
+    for _ in 0..rounds {
+        if min_idle > 0.0 {
+            wait_until_idle(min_idle);
+        }
+        for (model, rates) in models.iter().zip(&mut rates) {
+            rates.push(decode_rate(model, steps));
+        }
+    }
+    let rate_1 = median(rates[0].clone());
+    let rate_2 = median(rates[1].clone());
+    println!("1 thread {rate_1:.0} tok/s, 2 threads {rate_2:.0} tok/s, ratio {:.2}x", rate_2 / rate_1);
+    println!("  1 thread blocks: {:?}", rates[0].iter().map(|r| r.round()).collect::<Vec<_>>());
+    println!("  2 thread blocks: {:?}", rates[1].iter().map(|r| r.round()).collect::<Vec<_>>());
+}
