@@ -47,6 +47,18 @@ def test_ppl_kl_fp32_against_itself(smollm_path, short_text):
     assert stats["ppl"] == stats["ppl_base"]
 
 
+@pytest.mark.parametrize("kl", [False, True])
+def test_ppl_chunks_limits_scored_chunks(smollm_path, short_text, kl):
+    flags = ["--kl-divergence"] if kl else []
+    result = invoke(
+        "ppl", smollm_path, "-f", short_text, "--ctx", N_CTX, "--chunks", 2, "-k", "fp16", "-v", "fp16", "-t", 2,
+        "--json", *flags,
+    )
+    stats = json.loads(result.stdout)
+    assert stats["n_chunks"] == 2
+    assert stats["n_scored"] == 2 * (N_CTX - 1 - N_CTX // 2)
+
+
 def test_ppl_kl_fp16_matches_plain_ppl(smollm_path, smollm_native):
     tokens = smollm_native.tokenize(open_text(), add_special=True)[: 3 * N_CTX]
     kl = smollm_native.perplexity_kl(tokens, N_CTX, "fp16", "fp16")

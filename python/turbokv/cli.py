@@ -374,15 +374,19 @@ kl_divergence_option = click.option(
     "--ctx", type=click.IntRange(min=1), default=512, show_default=True,
     help="Tokens per chunk; the text needs at least twice as many.",
 )
+@click.option(
+    "--chunks", type=click.IntRange(min=2), default=None,
+    help="Score only the first N chunks, as llama-perplexity's --chunks does [default: every chunk].",
+)
 @cache_type_k_option
 @cache_type_v_option
 @threads_option
 @kl_divergence_option
 @json_option
-def ppl(model, text_file, ctx, cache_type_k, cache_type_v, threads, kl_divergence, as_json) -> None:
+def ppl(model, text_file, ctx, chunks, cache_type_k, cache_type_v, threads, kl_divergence, as_json) -> None:
     """Compute the perplexity of MODEL on a text, the way llama-perplexity does."""
     if kl_divergence:
-        _ppl_with_kl_divergence(model, text_file, ctx, cache_type_k, cache_type_v, threads, as_json)
+        _ppl_with_kl_divergence(model, text_file, ctx, chunks, cache_type_k, cache_type_v, threads, as_json)
         return
     llm = Model(
         _resolve_model_path(model), n_ctx=ctx, n_threads=threads, cache_type_k=cache_type_k, cache_type_v=cache_type_v,
@@ -394,7 +398,7 @@ def ppl(model, text_file, ctx, cache_type_k, cache_type_v, threads, kl_divergenc
 
     progress = _ChunkProgressBar()
     try:
-        result = llm.perplexity(text, n_ctx=ctx, progress=progress)
+        result = llm.perplexity(text, n_ctx=ctx, progress=progress, n_chunks=chunks)
     finally:
         progress.close()
 
@@ -408,7 +412,7 @@ def ppl(model, text_file, ctx, cache_type_k, cache_type_v, threads, kl_divergenc
 
 
 
-def _ppl_with_kl_divergence(model, text_file, ctx, cache_type_k, cache_type_v, threads, as_json) -> None:
+def _ppl_with_kl_divergence(model, text_file, ctx, chunks, cache_type_k, cache_type_v, threads, as_json) -> None:
     """Run ``turbokv ppl --kl-divergence``: both caches chunk by chunk, in one pass over the text."""
     llm = _turbokv.Model(_resolve_model_path(model), threads)
     if text_file is None:
@@ -422,6 +426,8 @@ def _ppl_with_kl_divergence(model, text_file, ctx, cache_type_k, cache_type_v, t
             f"the text has {len(tokens)} tokens, but perplexity with --ctx {ctx} needs at least {2 * ctx}; "
             "pass a longer text or a smaller --ctx"
         )
+    if chunks is not None:
+        tokens = tokens[: chunks * ctx]
 
     progress = _ChunkProgressBar()
     try:

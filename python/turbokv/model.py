@@ -598,6 +598,7 @@ class Model:
         progress: Optional[Callable[[int, int], None]] = None,
         cache_type_k: Optional[str] = None,
         cache_type_v: Optional[str] = None,
+        n_chunks: Optional[int] = None,
     ) -> PerplexityResult:
         """Compute perplexity the way llama-perplexity does.
 
@@ -605,9 +606,13 @@ class Model:
         with turbokv) is tokenized with BOS and split into non-overlapping
         chunks of ``n_ctx`` tokens, and the second half of each chunk is
         scored. Like llama-perplexity, this needs at least ``2 * n_ctx``
-        tokens. ``progress(done, total)`` runs after each chunk.
+        tokens. ``n_chunks`` scores only the first chunks, as
+        llama-perplexity's ``--chunks`` does. ``progress(done, total)`` runs
+        after each chunk.
         """
         n_ctx = _check_int("n_ctx", n_ctx, 1)
+        if n_chunks is not None:
+            n_chunks = _check_int("n_chunks", n_chunks, 2)
         cache_type_k = self._cache_type_k if cache_type_k is None else _check_kv_type("cache_type_k", cache_type_k)
         cache_type_v = self._cache_type_v if cache_type_v is None else _check_kv_type("cache_type_v", cache_type_v)
         if text is None:
@@ -619,6 +624,8 @@ class Model:
                 f"the text has {len(tokens)} tokens, but perplexity with n_ctx={n_ctx} needs at least "
                 f"{2 * n_ctx}; pass a longer text or a smaller n_ctx"
             )
+        if n_chunks is not None:
+            tokens = tokens[: n_chunks * n_ctx]
 
         scores = self._native.perplexity(tokens, n_ctx, cache_type_k, cache_type_v, progress)
         return PerplexityResult(
