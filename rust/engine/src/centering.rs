@@ -72,7 +72,7 @@ pub fn chunk_start(pos: usize) -> usize {
 }
 
 /// Cosines and sines of every rope pair's angle at the start of each
-/// center chunk, computed once per cache in f64: row `k` holds
+/// center chunk, computed once per cache in f64: row `k` contains
 /// `cos(16 k w_i)` for every pair `i`, then `sin(16 k w_i)`.
 #[derive(Debug)]
 pub struct ChunkAngles {
@@ -81,7 +81,7 @@ pub struct ChunkAngles {
 }
 
 impl ChunkAngles {
-    /// The angles of `pairs` for positions `0..n_positions`.
+    /// Computes the angles of `pairs` for positions `0..n_positions`.
     pub fn new(pairs: &[RopePair], n_positions: usize) -> ChunkAngles {
         let n_pairs = pairs.len();
         let n_chunks = n_positions / CENTER_CHUNK + 1;
