@@ -5,8 +5,8 @@ e.g.   PYTHONPATH=python python3 benches/kv_ab.py model.gguf 2 0,8192 fp32,turbo
 
 Each type gets its own session, filled once to each depth. Every round times
 16 single-token decode steps per type, one type after the other, so a slow
-spell of a shared machine hits all types alike; the medians of the rounds
-and their ratios to the first type are printed. Prefill is the median of 3
+spell of a shared machine hits all types alike. The script prints the median
+of the rounds for each type and its ratio to the first type. Prefill is the median of 3
 512-token batches from an empty cache.
 """
 

@@ -19,7 +19,8 @@ use std::cell::RefCell;
 use turbokv_kernels::{ops, turbo};
 
 use crate::centering::add_key_center_scores;
-use crate::kv_cache::{KvType, LayerCache, Store, SINK_POSITION};
+use crate::kv_cache::{BlockSpan, KvType, LayerCache, Store, SINK_POSITION};
+use crate::pool::WorkerPool;
 
 /// Positions per task at most.
 pub const CHUNK: usize = 256;
@@ -291,16 +292,16 @@ fn sum_values(v: &Store, head: usize, weights: &[f32], n: usize, segs: &[Segment
 pub fn merge(v: &Store, shape: &Shape, partials: &[f32], out: &mut [f32]) {
     let d = shape.head_dim;
     let g = shape.group;
-    let parts: Vec<&[f32]> = partials.chunks_exact(shape.partial_len()).collect();
-    let turbo_spans = matches!(v.ty, KvType::Turbo(_));
-    let whole = [crate::kv_cache::BlockSpan { start: 0, len: d, byte_offset: 0 }];
-    let spans: &[crate::kv_cache::BlockSpan] = if turbo_spans { &v.spans } else { &whole };
+    let parts = || partials.chunks_exact(shape.partial_len());
+    let rotated = matches!(v.ty, KvType::Turbo(_));
+    let whole = [BlockSpan { start: 0, len: d, byte_offset: 0 }];
+    let spans: &[BlockSpan] = if rotated { &v.spans } else { &whole };
 
     for (h, out_h) in out.chunks_exact_mut(d).enumerate() {
-        let max = parts.iter().fold(f32::NEG_INFINITY, |m, p| m.max(p[h]));
+        let max = parts().fold(f32::NEG_INFINITY, |m, p| m.max(p[h]));
         let mut total = 0.0f64;
         out_h.iter_mut().for_each(|x| *x = 0.0);
-        for p in &parts {
+        for p in parts() {
             let factor = (p[h] - max).exp();
             total += factor as f64 * p[g + h] as f64;
             let acc = &p[2 * g..];
@@ -309,8 +310,9 @@ pub fn merge(v: &Store, shape: &Shape, partials: &[f32], out: &mut [f32]) {
                 ops::axpy_f32(&mut out_h[span.start..span.start + span.len], factor, src);
             }
         }
+
         ops::scale(out_h, (1.0 / total) as f32);
-        if turbo_spans {
+        if rotated {
             for span in spans {
                 turbo::rotate_inverse(&mut out_h[span.start..span.start + span.len]);
             }
@@ -318,17 +320,41 @@ pub fn merge(v: &Store, shape: &Shape, partials: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Batches below this many tokens merge attention chunks on the calling
+/// thread, because a dispatch costs more than a few merges.
+const MIN_TOKENS_TO_SPLIT_MERGE: usize = 4;
+
 /// Computes the attention output of batch rows `t0..t1` at positions
-/// `n_past + t` on one thread: `out` is `[t1 - t0][n_head * head_dim]`.
-pub fn attend_serial(layer: &LayerCache, shape: &Shape, n_kv_heads: usize, n_past: usize, t0: usize, t1: usize, q: &[f32], out: &mut [f32]) {
+/// `n_past + t`: the tasks of [`plan`] run on `pool`, then each (token, KV
+/// head) group merges its tasks' results. `q` is `[n][n_head * head_dim]`
+/// and `out` is `[t1 - t0][n_head * head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    pool: &WorkerPool,
+    layer: &LayerCache,
+    shape: &Shape,
+    n_kv_heads: usize,
+    n_past: usize,
+    t0: usize,
+    t1: usize,
+    q: &[f32],
+    out: &mut [f32],
+) {
     let plan = plan(layer.window, n_kv_heads, n_past, t0, t1);
     let pl = shape.partial_len();
     let mut partials = vec![0.0f32; plan.tasks.len() * pl];
-    for (task, partial) in plan.tasks.iter().zip(partials.chunks_exact_mut(pl)) {
-        run_task(layer, shape, *task, q, partial);
-    }
-    for (i, out_g) in out.chunks_exact_mut(shape.group * shape.head_dim).enumerate() {
+    pool.for_each_chunk_mut(&mut partials, pl, |i, partial| run_task(layer, shape, plan.tasks[i], q, partial));
+
+    let merge_group = |i: usize, out_g: &mut [f32]| {
         merge(&layer.v, shape, &partials[plan.starts[i] * pl..plan.starts[i + 1] * pl], out_g);
+    };
+    let group_len = shape.group * shape.head_dim;
+    if t1 - t0 < MIN_TOKENS_TO_SPLIT_MERGE {
+        for (i, out_g) in out.chunks_exact_mut(group_len).enumerate() {
+            merge_group(i, out_g);
+        }
+    } else {
+        pool.for_each_chunk_mut(out, group_len, merge_group);
     }
 }
 
@@ -460,7 +486,8 @@ mod tests {
         let n_past = len - batch;
         let q = rng.vec(batch * shape.n_head * d);
         let mut fused = vec![0.0f32; q.len()];
-        attend_serial(layer, &shape, n_kv_heads, n_past, 0, batch, &q, &mut fused);
+        let pool = WorkerPool::new(1).unwrap();
+        attend(&pool, layer, &shape, n_kv_heads, n_past, 0, batch, &q, &mut fused);
         let row = shape.n_head * d;
         for t in 0..batch {
             let want = decoded_attention(layer, &shape, &q[t * row..(t + 1) * row], n_past + t);
@@ -524,6 +551,7 @@ mod tests {
         let q_head: Vec<f32> = (0..head_dim).map(|i| 0.3 * i as f32 - 1.0).collect();
         let q: Vec<f32> = q_head.iter().chain(&q_head).cloned().collect();
         let mut out = vec![0.0f32; n_kv_heads * head_dim];
+        let pool = WorkerPool::new(1).unwrap();
 
         for pos in 0..10 {
             let slot = layer.slot(pos);
@@ -533,7 +561,7 @@ mod tests {
                 layer.k.write(head, slot, &k);
                 layer.v.write(head, slot, &v);
             }
-            attend_serial(layer, &shape, n_kv_heads, pos, 0, 1, &q, &mut out);
+            attend(&pool, layer, &shape, n_kv_heads, pos, 0, 1, &q, &mut out);
             for head in 0..n_kv_heads {
                 let expected = naive_attention(&q_head, head, first_visible(pos, Some(window))..=pos, 0.5);
                 let got = &out[head * head_dim..(head + 1) * head_dim];

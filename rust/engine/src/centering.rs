@@ -77,7 +77,8 @@ pub fn chunk_start(pos: usize) -> usize {
 #[derive(Debug)]
 pub struct ChunkAngles {
     n_pairs: usize,
-    table: Vec<f32>, // [n_chunks][2 * n_pairs]
+    omegas: Vec<f64>, // the pairs' rotation rates
+    table: Vec<f32>,  // [n_chunks][2 * n_pairs]
 }
 
 impl ChunkAngles {
@@ -94,12 +95,12 @@ impl ChunkAngles {
                 row[n_pairs + i] = sin as f32;
             }
         }
-        ChunkAngles { n_pairs, table }
+        ChunkAngles { n_pairs, omegas: pairs.iter().map(|p| p.omega).collect(), table }
     }
 
     /// Reports whether these angles were built for the rotation rates of `pairs`.
-    pub fn fits(&self, pairs: &[RopePair], omegas: &[f64]) -> bool {
-        pairs.len() == omegas.len() && pairs.iter().zip(omegas).all(|(p, w)| p.omega == *w)
+    pub fn fits(&self, pairs: &[RopePair]) -> bool {
+        pairs.len() == self.omegas.len() && pairs.iter().zip(&self.omegas).all(|(p, w)| p.omega == *w)
     }
 
     fn row(&self, chunk: usize) -> &[f32] {

@@ -248,43 +248,13 @@ fn write_token(c: &Config, cache: &mut LayerCache, pos: usize, t: usize, b: &Bat
     }
 }
 
-/// Attends tokens `t0..t1` of the batch: the tasks of
-/// [`attention::plan`] run on the pool, then each (token, KV head) group
-/// merges its tasks' results into `b.attn`.
+/// Attends tokens `t0..t1` of the batch into `b.attn`.
 fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1: usize, b: &mut Batch) {
     let c = &model.config;
     let shape = Shape { head_dim: c.head_dim, n_head: c.n_head, group: c.gqa_ratio(), scale: c.attn_scale };
     let out = &mut b.attn[t0 * c.n_head * c.head_dim..t1 * c.n_head * c.head_dim];
-    if model.pool.n_threads() == 1 {
-        attention::attend_serial(cache, &shape, c.n_kv_heads, n_past, t0, t1, &b.q, out);
-        return;
-    }
-
-    let plan = attention::plan(cache.window, c.n_kv_heads, n_past, t0, t1);
-    let pl = shape.partial_len();
-    let mut partials = vec![0.0f32; plan.tasks.len() * pl];
-    let q = &b.q;
-    model.pool.for_each_chunk_mut(&mut partials, pl, |i, partial| {
-        attention::run_task(cache, &shape, plan.tasks[i], q, partial);
-    });
-
-    let merge = |i: usize, out_g: &mut [f32]| {
-        let parts = &partials[plan.starts[i] * pl..plan.starts[i + 1] * pl];
-        attention::merge(&cache.v, &shape, parts, out_g);
-    };
-    let group_len = shape.group * shape.head_dim;
-    if t1 - t0 < MIN_TOKENS_TO_SPLIT_MERGE {
-        for (i, out_g) in out.chunks_exact_mut(group_len).enumerate() {
-            merge(i, out_g);
-        }
-    } else {
-        model.pool.for_each_chunk_mut(out, group_len, merge);
-    }
+    attention::attend(&model.pool, cache, &shape, c.n_kv_heads, n_past, t0, t1, &b.q, out);
 }
-
-/// Batches below this many tokens merge attention chunks on the calling
-/// thread: a dispatch costs more than a few merges.
-const MIN_TOKENS_TO_SPLIT_MERGE: usize = 4;
 
 /// Writes the batch's keys and values and computes attention.
 ///

@@ -364,18 +364,18 @@ impl KvCache {
         if !matches!(self.k_type, KvType::Turbo(_)) {
             return;
         }
-        let mut shared: Vec<(Vec<f64>, Arc<ChunkAngles>)> = Vec::new();
+        let mut shared: Vec<Arc<ChunkAngles>> = Vec::new();
         for (layer, center) in self.layers.iter_mut().zip(centers) {
             layer.key_center = Some(center.key.clone());
             if std::env::var_os("TURBOKV_NO_KEY_SCALE").is_none() {
                 layer.key_scale = Some(center.key_scale.clone());
             }
             layer.rope_pairs = center.pairs.clone();
-            let angles = match shared.iter().find(|(omegas, a)| a.fits(&center.pairs, omegas)) {
-                Some((_, a)) => a.clone(),
+            let angles = match shared.iter().find(|a| a.fits(&center.pairs)) {
+                Some(a) => a.clone(),
                 None => {
                     let a = Arc::new(ChunkAngles::new(&center.pairs, self.n_ctx));
-                    shared.push((center.pairs.iter().map(|p| p.omega).collect(), a.clone()));
+                    shared.push(a.clone());
                     a
                 }
             };

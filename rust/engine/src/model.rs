@@ -262,10 +262,10 @@ fn layer_key_scales(
 /// `(sum a)(sum b) / (sum sqrt(a b))^2` over dimensions: the factor by which
 /// ideal per-dimension scaling divides the score error of quantized keys.
 /// Logged only: the scales are shared within rope pairs, so the real gain
-/// can be lower. Every head is scaled: with the exact sink key, gating the
-/// scaling on a predicted gain of 2 raised the mean KL divergence of
-/// turbo_kv_4b keys (fp16 values, 4096 tokens at ctx 512) from 0.0166 to
-/// 0.0187 on SmolLM2-135M and left Gemma 3 270M at 0.023.
+/// can be lower. Every head is scaled because gating on a predicted gain of
+/// 2 did not help. With the exact sink key, the gate raised the mean KL
+/// divergence of turbo_kv_4b keys (fp16 values, 4096 tokens at ctx 512)
+/// from 0.0166 to 0.0187 on SmolLM2-135M and left Gemma 3 270M at 0.023.
 fn scaling_gain(key_energy: &[f64], query_energy: &[f64]) -> f64 {
     let a: f64 = query_energy.iter().sum();
     let b: f64 = key_energy.iter().sum();

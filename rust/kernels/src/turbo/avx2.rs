@@ -287,9 +287,9 @@ const MAX_HEADS: usize = 4;
 
 /// # Safety
 /// AVX2 and FMA are available; `len` is a multiple of 8 up to 128,
-/// `q.len()` a multiple of `len` (one query per head), `out` holds
-/// `out_stride` scores per head, and the caller checked that `blocks`
-/// holds `n` blocks at `stride`.
+/// `q.len()` a multiple of `len` (one query per head), and `out` has
+/// room for `out_stride` scores per head. The caller checked that
+/// `blocks` contains `n` blocks at `stride`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn score_heads(
@@ -388,9 +388,9 @@ unsafe fn score_impl<const BITS: u32, const H: usize>(
 
 /// # Safety
 /// AVX2 and FMA are available; `len` is a multiple of 8 up to 128,
-/// `acc.len()` a multiple of `len` (one accumulator per head), `weights`
-/// holds `w_stride` weights per head, and the caller checked that `blocks`
-/// holds `n` blocks at `stride`.
+/// `acc.len()` a multiple of `len` (one accumulator per head), and
+/// `weights` has `w_stride` weights per head. The caller checked that
+/// `blocks` contains `n` blocks at `stride`.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn accumulate_heads(
