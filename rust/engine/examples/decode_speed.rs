@@ -1,6 +1,11 @@
 //! Times fp32 greedy decode of MODEL with 1 and 2 threads, alternating
 //! blocks of steps so that load from other processes hits both alike.
 //!
+//! Each round also times a loop that only does arithmetic in registers on
+//! 1 and on 2 threads. Its ratio is the most any program can gain from a
+//! second thread on this machine at that moment. On a virtual machine with
+//! a busy host it falls well short of 2x, so read the decode ratio against it.
+//!
 //! `cargo run --release -p turbokv-engine --example decode_speed -- MODEL [ROUNDS] [STEPS] [MIN_IDLE]`
 //!
 //! With MIN_IDLE (0 to 1, Linux only), each pair of blocks first waits up
@@ -27,6 +32,7 @@ fn decode_rate(model: &Arc<Model>, steps: usize) -> f64 {
     let mut session = Session::new(Arc::clone(model), 512, KvType::F32, KvType::F32).expect("session");
     let prompt = model.tokenizer.encode("The quick brown fox jumps over the lazy dog.", true, false);
     let mut token = argmax(&session.eval(&prompt, LogitsWanted::Last).expect("prompt"));
+    model.pool.take_stats();
     let start = Instant::now();
     for _ in 0..steps {
         token = argmax(&session.eval(&[token], LogitsWanted::Last).expect("decode step"));
@@ -55,6 +61,28 @@ fn wait_until_idle(min_idle: f64) {
     while idle_fraction(Duration::from_millis(200)) < min_idle && Instant::now() < deadline {}
 }
 
+/// Seconds that `n_threads` threads take to each run the same fixed
+/// register-only arithmetic loop (8 independent multiply-add chains).
+fn compute_seconds(n_threads: usize) -> f64 {
+    let work = || {
+        let mut acc = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let (m, c) = (std::hint::black_box(0.999_999f32), std::hint::black_box(1e-6f32));
+        for _ in 0..4_000_000 {
+            for a in acc.iter_mut() {
+                *a = *a * m + c;
+            }
+        }
+        std::hint::black_box(acc);
+    };
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..n_threads {
+            s.spawn(work);
+        }
+    });
+    start.elapsed().as_secs_f64()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -69,6 +97,10 @@ fn main() {
 
     let models: Vec<Arc<Model>> = [1, 2].iter().map(|&n| Arc::new(Model::load(path, n).expect("model"))).collect();
     let mut rates = vec![Vec::new(); models.len()];
+    let mut ceilings = Vec::new();
+    // Per 2-thread block: dispatches per step, and the caller's own share
+    // of the tasks and its wait for the worker, as fractions of the step.
+    let mut dispatch = Vec::new();
     for model in &models {
         decode_rate(model, 4);
     }
@@ -79,10 +111,29 @@ fn main() {
         for (model, rates) in models.iter().zip(&mut rates) {
             rates.push(decode_rate(model, steps));
         }
+        let stats = models[1].pool.take_stats();
+        let step = 1.0 / rates[1].last().expect("a block just ran");
+        dispatch.push((
+            stats.dispatches as f64 / steps as f64,
+            stats.own.as_secs_f64() / steps as f64 / step,
+            stats.wait.as_secs_f64() / steps as f64 / step,
+        ));
+        ceilings.push(2.0 * compute_seconds(1) / compute_seconds(2));
     }
     let rate_1 = median(rates[0].clone());
     let rate_2 = median(rates[1].clone());
     println!("1 thread {rate_1:.0} tok/s, 2 threads {rate_2:.0} tok/s, ratio {:.2}x", rate_2 / rate_1);
+    println!("register-only loop on 2 threads: {:.2}x of 1 thread (the machine's ceiling)", median(ceilings.clone()));
+    let own = median(dispatch.iter().map(|d| d.1).collect());
+    let wait = median(dispatch.iter().map(|d| d.2).collect());
+    println!(
+        "2 threads, caller's time per step: {:.0} dispatches, {:.1}% running its tasks, {:.1}% waiting for the worker, {:.1}% outside dispatches",
+        median(dispatch.iter().map(|d| d.0).collect()),
+        100.0 * own,
+        100.0 * wait,
+        100.0 * (1.0 - own - wait)
+    );
     println!("  1 thread blocks: {:?}", rates[0].iter().map(|r| r.round()).collect::<Vec<_>>());
     println!("  2 thread blocks: {:?}", rates[1].iter().map(|r| r.round()).collect::<Vec<_>>());
+    println!("  ceilings: {:?}", ceilings.iter().map(|r| (r * 100.0).round() / 100.0).collect::<Vec<_>>());
 }

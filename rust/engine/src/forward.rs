@@ -12,7 +12,7 @@ use crate::attention::{self, Shape};
 use crate::centering::chunk_start;
 use crate::config::{Arch, Config, LayerAttention};
 use crate::kv_cache::{KvCache, LayerCache, SINK_POSITION};
-use crate::matmul::matmul;
+use crate::matmul::{matmul, matmul_many};
 use crate::model::Model;
 use crate::weights::Layer;
 
@@ -193,9 +193,7 @@ fn project_qkv(model: &Model, layer: &Layer, b: &mut Batch) {
     let pool = &model.pool;
 
     rms_norm_rows(&mut b.xn, &b.x, &layer.attn_norm, c.rms_eps);
-    matmul(pool, &layer.wq, &b.xn, &mut b.q);
-    matmul(pool, &layer.wk, &b.xn, &mut b.k);
-    matmul(pool, &layer.wv, &b.xn, &mut b.v);
+    matmul_many(pool, &b.xn, &mut [(&layer.wq, &mut b.q), (&layer.wk, &mut b.k), (&layer.wv, &mut b.v)]);
 
     if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
         rms_norm_rows_inplace(&mut b.q, qn, c.rms_eps);
@@ -282,8 +280,7 @@ fn ffn_block(model: &Model, layer: &Layer, b: &mut Batch) {
     let pool = &model.pool;
 
     rms_norm_rows(&mut b.xn, &b.x, &layer.ffn_norm, c.rms_eps);
-    matmul(pool, &layer.ffn_gate, &b.xn, &mut b.gate);
-    matmul(pool, &layer.ffn_up, &b.xn, &mut b.up);
+    matmul_many(pool, &b.xn, &mut [(&layer.ffn_gate, &mut b.gate), (&layer.ffn_up, &mut b.up)]);
     match c.arch {
         Arch::Llama => ops::silu_mul(&mut b.gate, &b.up),
         Arch::Gemma3 => ops::gelu_tanh_mul(&mut b.gate, &b.up),

@@ -92,6 +92,60 @@ pub fn matmul(pool: &WorkerPool, w: &Matrix, x: &[f32], out: &mut [f32]) {
     matmul_encoded(pool, w, &act, out);
 }
 
+/// [`matmul`] for several matrices that read the same `x`, such as the
+/// query, key and value projections: `x` is encoded once per distinct
+/// activation type, and a single token's products share one dispatch, so
+/// the pool splits their rows together and waits once.
+pub fn matmul_many(pool: &WorkerPool, x: &[f32], products: &mut [(&Matrix, &mut [f32])]) {
+    let Some((first, _)) = products.first() else { return };
+    let (n_in, act_ty) = (first.n_in, first.ty.vec_dot_type());
+    let shared_act = products.iter().all(|(w, _)| w.n_in == n_in && w.ty.vec_dot_type() == act_ty);
+    if x.len() != n_in || !shared_act || products.len() > MAX_FUSED {
+        let mut act: Option<Activations> = None;
+        for (w, out) in products.iter_mut() {
+            if act.as_ref().map_or(true, |a| a.ty != w.ty.vec_dot_type() || a.n != w.n_in) {
+                act = Some(Activations::encode_on(pool, w.ty, x, w.n_in));
+            }
+            matmul_encoded(pool, w, act.as_ref().expect("encoded above"), out);
+        }
+        return;
+    }
+
+    let act = Activations::encode(first.ty, x, n_in);
+    let total_rows: usize = products.iter().map(|(w, _)| w.n_out).sum();
+    let rows_per_task = rows_per_task(total_rows, pool.n_threads());
+    // Per product: its matrix, its task count and its output rows.
+    let mut matrices: [Option<&Matrix>; MAX_FUSED] = [None; MAX_FUSED];
+    let mut tasks = [0usize; MAX_FUSED];
+    let mut outs = [SharedOut(std::ptr::null_mut()); MAX_FUSED];
+    for (i, (w, out)) in products.iter_mut().enumerate() {
+        assert!(out.len() >= w.n_out);
+        matrices[i] = Some(*w);
+        tasks[i] = (w.n_out + rows_per_task - 1) / rows_per_task;
+        outs[i] = SharedOut(out.as_mut_ptr());
+    }
+
+    let run = |task: usize| {
+        let outs = outs;
+        let (mut i, mut local) = (0, task);
+        while local >= tasks[i] {
+            local -= tasks[i];
+            i += 1;
+        }
+        let w = matrices[i].expect("a product for every task");
+        let r0 = local * rows_per_task;
+        let n_rows = rows_per_task.min(w.n_out - r0);
+        // SAFETY: rows r0..r0 + n_rows of product i belong to this task
+        // alone, and its output holds at least n_out floats.
+        let out = unsafe { std::slice::from_raw_parts_mut(outs[i].0.add(r0), n_rows) };
+        quants::vec_dot_rows(w.ty, w.n_in, &w.bytes()[r0 * w.row_bytes..], w.row_bytes, act.row(0), out);
+    };
+    pool.run(tasks.iter().sum(), &run);
+}
+
+/// Products that [`matmul_many`] runs in one dispatch at most.
+const MAX_FUSED: usize = 4;
+
 /// [`matmul`] with activations already encoded for `w`'s type.
 pub fn matmul_encoded(pool: &WorkerPool, w: &Matrix, act: &Activations, out: &mut [f32]) {
     let n_out = w.n_out;

@@ -65,6 +65,26 @@ pub struct WorkerPool {
     /// same pool) runs its tasks inline on its own thread.
     busy: AtomicBool,
     backoff: Backoff,
+    stats: Counters,
+}
+
+/// What the pool's dispatches cost the calling thread, summed since the
+/// pool started or since the last [`WorkerPool::take_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Dispatches that used the workers.
+    pub dispatches: u64,
+    /// Time the caller spent running its own share of their tasks.
+    pub own: Duration,
+    /// Time the caller then waited for workers to finish theirs.
+    pub wait: Duration,
+}
+
+#[derive(Default)]
+struct Counters {
+    dispatches: AtomicU64,
+    own_ns: AtomicU64,
+    wait_ns: AtomicU64,
 }
 
 /// Inline runs after stalls. When the OS preempts a worker in the middle of
@@ -164,7 +184,7 @@ impl WorkerPool {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
         });
-        let mut pool = WorkerPool { shared, workers: Vec::with_capacity(n_threads - 1), n_threads, busy: AtomicBool::new(false), backoff: Backoff::new() };
+        let mut pool = WorkerPool { shared, workers: Vec::with_capacity(n_threads - 1), n_threads, busy: AtomicBool::new(false), backoff: Backoff::new(), stats: Counters::default() };
         for i in 1..n_threads {
             let shared = Arc::clone(&pool.shared);
             let handle = thread::Builder::new().name(format!("turbokv-worker-{i}")).spawn(move || worker_loop(&shared, i))?;
@@ -176,6 +196,16 @@ impl WorkerPool {
 
     pub fn n_threads(&self) -> usize {
         self.n_threads
+    }
+
+    /// Returns the dispatch counters and sets them to zero.
+    pub fn take_stats(&self) -> PoolStats {
+        let c = &self.stats;
+        PoolStats {
+            dispatches: c.dispatches.swap(0, Ordering::Relaxed),
+            own: Duration::from_nanos(c.own_ns.swap(0, Ordering::Relaxed)),
+            wait: Duration::from_nanos(c.wait_ns.swap(0, Ordering::Relaxed)),
+        }
     }
 
     /// Runs `f(task)` for every task in `0..n_tasks` on the workers and the
@@ -244,6 +274,9 @@ impl WorkerPool {
         let own_time = start.elapsed();
         let waited = wait_for_workers(shared);
         self.backoff.record(waited > own_time * 2 + STALL_MARGIN);
+        self.stats.dispatches.fetch_add(1, Ordering::Relaxed);
+        self.stats.own_ns.fetch_add(own_time.as_nanos() as u64, Ordering::Relaxed);
+        self.stats.wait_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
 
         if shared.panicked.load(Ordering::Relaxed) {
             shared.panicked.store(false, Ordering::Relaxed);

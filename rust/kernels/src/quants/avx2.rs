@@ -52,7 +52,7 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn hsum_epi32(v: __m256i) -> i32 {
+pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     let sum4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     let sum2 = _mm_add_epi32(sum4, _mm_unpackhi_epi64(sum4, sum4));
     let sum1 = _mm_add_epi32(sum2, _mm_shuffle_epi32(sum2, 0b01));

@@ -76,9 +76,13 @@ fn prefetch_distance(tile_bytes: usize) -> usize {
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_quantize;
+#[cfg(target_arch = "x86_64")]
 mod avx2_tiles;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_quantize;
 #[cfg(target_arch = "aarch64")]
 mod neon_tiles;
 #[cfg(test)]
@@ -280,6 +284,15 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
 /// `quantize_row_q8_1_ref` and `quantize_row_q8_K_ref`. Panics on another
 /// `ty` or on mismatched lengths.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
+    quantize_row_with(simd::active(), ty, src, dst);
+}
+
+/// [`quantize_row`] on a chosen instruction set, for tests and benchmarks.
+/// Every path writes the same bytes for finite inputs.
+///
+/// Panics if this CPU cannot run `isa`, on another `ty` or on mismatched
+/// lengths.
+pub fn quantize_row_with(isa: Isa, ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     let expected = ty.row_bytes(src.len());
     assert!(
         expected == Some(dst.len()),
@@ -289,11 +302,28 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
         expected,
         dst.len()
     );
+    assert!(isa.is_supported(), "quantize_row: the {} instruction set is not available on this CPU", isa.name());
 
-    match ty {
-        GgmlType::Q8_0 => scalar::quantize_q8_0(src, as_blocks_mut(dst)),
-        GgmlType::Q8_1 => scalar::quantize_q8_1(src, as_blocks_mut(dst)),
-        GgmlType::Q8K => scalar::quantize_q8_k(src, as_blocks_mut(dst)),
+    match (isa, ty) {
+        (Isa::Scalar, GgmlType::Q8_0) => scalar::quantize_q8_0(src, as_blocks_mut(dst)),
+        (Isa::Scalar, GgmlType::Q8_1) => scalar::quantize_q8_1(src, as_blocks_mut(dst)),
+        (Isa::Scalar, GgmlType::Q8K) => scalar::quantize_q8_k(src, as_blocks_mut(dst)),
+        // SAFETY (all SIMD arms): `is_supported` checked the instruction
+        // set above, and the length check gives `dst` one block per block
+        // of `src`.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, GgmlType::Q8_0) => unsafe { avx2_quantize::quantize_q8_0(src, as_blocks_mut(dst)) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, GgmlType::Q8_1) => unsafe { avx2_quantize::quantize_q8_1(src, as_blocks_mut(dst)) },
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, GgmlType::Q8K) => unsafe { avx2_quantize::quantize_q8_k(src, as_blocks_mut(dst)) },
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q8_0) => unsafe { neon_quantize::quantize_q8_0(src, as_blocks_mut(dst)) },
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q8_1) => unsafe { neon_quantize::quantize_q8_1(src, as_blocks_mut(dst)) },
+        #[cfg(target_arch = "aarch64")]
+        (Isa::Neon, GgmlType::Q8K) => unsafe { neon_quantize::quantize_q8_k(src, as_blocks_mut(dst)) },
+        (_, GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8K) => unreachable!("{} is supported on this CPU", isa.name()),
         _ => panic!("quantize_row: {} is not an activation encoding (use Q8_0, Q8_1 or Q8_K)", ty.name()),
     }
 }

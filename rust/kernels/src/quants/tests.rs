@@ -457,6 +457,47 @@ fn quantize_q8_1_sum_and_q8_k_bsums() {
     }
 }
 
+/// Activation rows that reach every branch of the encoders: random values
+/// at several scales, exact ties (a block maximum of 127 makes the scale
+/// 1), zero blocks, and magnitudes shared by a positive and a negative
+/// element, where Q8_K must pick the first.
+fn encoder_inputs(rng: &mut Rng) -> Vec<Vec<f32>> {
+    let n = 2 * QK_K;
+    let mut rows: Vec<Vec<f32>> =
+        [1e-3f32, 1.0, 300.0].iter().map(|&scale| (0..n).map(|_| rng.uniform() * scale).collect()).collect();
+
+    let mut ties: Vec<f32> = (0..n).map(|i| (i % 50) as f32 - 24.5).collect();
+    ties[0] = 127.0;
+    ties[QK] = -127.0;
+    ties[QK_K] = -127.0;
+    rows.push(ties);
+
+    let mut sparse = vec![0.0f32; n];
+    sparse[QK_K + 3] = -0.75;
+    sparse[QK_K + 40] = 0.75;
+    sparse[QK_K + 41] = -0.0;
+    rows.push(sparse);
+    rows
+}
+
+#[test]
+fn simd_quantize_matches_scalar() {
+    let isa = simd_isa();
+    let mut rng = Rng(23);
+    for x in encoder_inputs(&mut rng) {
+        for &ty in &[GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8K] {
+            let bytes = ty.row_bytes(x.len()).unwrap();
+            let mut want = vec![0xaau8; bytes];
+            let mut got = vec![0x55u8; bytes];
+            quantize_row_with(Isa::Scalar, ty, &x, &mut want);
+            quantize_row_with(isa, ty, &x, &mut got);
+
+            let first_difference = want.iter().zip(&got).position(|(a, b)| a != b);
+            assert!(first_difference.is_none(), "{} on {}: first different byte {:?}", ty.name(), isa.name(), first_difference);
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "not an activation encoding")]
 fn quantize_rejects_weight_type() {
