@@ -48,6 +48,31 @@ pub fn rope_pairs(c: &Config, layer: &LayerAttention, freq_factors: Option<&[f32
         .collect()
 }
 
+/// The position of a layer's rope pairs in a head vector, for the two usual
+/// layouts. With a known layout, the score correction reads `q` and `c`
+/// without gathering them pair by pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PairLayout {
+    /// Pair `i` is dimensions `2i` and `2i + 1` (llama's rope).
+    Interleaved,
+    /// Pair `i` is dimensions `i` and `i + m` for `m` pairs (NeoX rope, as in Gemma 3).
+    Halves,
+}
+
+impl PairLayout {
+    /// Returns the layout `pairs` follow, or `None` for any other order.
+    pub fn of(pairs: &[RopePair]) -> Option<PairLayout> {
+        let m = pairs.len();
+        if pairs.iter().enumerate().all(|(i, p)| p.a == 2 * i && p.b == 2 * i + 1) {
+            Some(PairLayout::Interleaved)
+        } else if pairs.iter().enumerate().all(|(i, p)| p.a == i && p.b == i + m) {
+            Some(PairLayout::Halves)
+        } else {
+            None
+        }
+    }
+}
+
 /// The key centers of one layer.
 #[derive(Clone, Debug)]
 pub struct LayerCenter {
@@ -77,6 +102,7 @@ pub fn chunk_start(pos: usize) -> usize {
 #[derive(Debug)]
 pub struct ChunkAngles {
     n_pairs: usize,
+    layout: Option<PairLayout>,
     omegas: Vec<f64>, // the pairs' rotation rates
     table: Vec<f32>,  // [n_chunks][2 * n_pairs]
 }
@@ -95,12 +121,15 @@ impl ChunkAngles {
                 row[n_pairs + i] = sin as f32;
             }
         }
-        ChunkAngles { n_pairs, omegas: pairs.iter().map(|p| p.omega).collect(), table }
+        ChunkAngles { n_pairs, layout: PairLayout::of(pairs), omegas: pairs.iter().map(|p| p.omega).collect(), table }
     }
 
-    /// Reports whether these angles were built for the rotation rates of `pairs`.
+    /// Reports whether these angles were built for the rotation rates and
+    /// the layout of `pairs`.
     pub fn fits(&self, pairs: &[RopePair]) -> bool {
-        pairs.len() == self.omegas.len() && pairs.iter().zip(&self.omegas).all(|(p, w)| p.omega == *w)
+        pairs.len() == self.omegas.len()
+            && pairs.iter().zip(&self.omegas).all(|(p, w)| p.omega == *w)
+            && PairLayout::of(pairs) == self.layout
     }
 
     fn row(&self, chunk: usize) -> &[f32] {
@@ -133,10 +162,28 @@ pub fn add_key_center_scores(
     }
     coef.clear();
     coef.resize(2 * m, 0.0);
-    for (i, p) in pairs.iter().enumerate() {
-        let (qa, qb, ca, cb) = (q[p.a], q[p.b], c[p.a], c[p.b]);
-        coef[i] = qa * ca + qb * cb;
-        coef[m + i] = qb * ca - qa * cb;
+    let (cos_coef, sin_coef) = coef.split_at_mut(m);
+    let mut set = |i: usize, (qa, qb): (f32, f32), (ca, cb): (f32, f32)| {
+        cos_coef[i] = qa * ca + qb * cb;
+        sin_coef[i] = qb * ca - qa * cb;
+    };
+    match angles.layout {
+        Some(PairLayout::Interleaved) => {
+            for (i, (qp, cp)) in q[..2 * m].chunks_exact(2).zip(c[..2 * m].chunks_exact(2)).enumerate() {
+                set(i, (qp[0], qp[1]), (cp[0], cp[1]));
+            }
+        }
+        Some(PairLayout::Halves) => {
+            let (qa, qb, ca, cb) = (&q[..m], &q[m..2 * m], &c[..m], &c[m..2 * m]);
+            for i in 0..m {
+                set(i, (qa[i], qb[i]), (ca[i], cb[i]));
+            }
+        }
+        None => {
+            for (i, p) in pairs.iter().enumerate() {
+                set(i, (q[p.a], q[p.b]), (c[p.a], c[p.b]));
+            }
+        }
     }
 
     let last = lo + n - 1;
@@ -181,4 +228,47 @@ pub fn key_scales(pairs: &[RopePair], key_energy: &[f64], query_energy: &[f64]) 
     let log_mean = t_sq.iter().map(|x| x.ln()).sum::<f64>() / d as f64;
     let (lo, hi) = (log_mean - 100f64.ln(), log_mean + 100f64.ln());
     t_sq.iter().map(|x| (x.ln().clamp(lo, hi) - log_mean).exp().sqrt() as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `q · R(p0) c` in f64, rotating each pair of `c` by its angle at `p0`.
+    fn direct_correction(pairs: &[RopePair], q: &[f32], c: &[f32], p0: usize) -> f64 {
+        let mut sum = 0.0;
+        for p in pairs {
+            let (sin, cos) = (p0 as f64 * p.omega).sin_cos();
+            let (ca, cb) = (c[p.a] as f64, c[p.b] as f64);
+            sum += q[p.a] as f64 * (ca * cos - cb * sin) + q[p.b] as f64 * (ca * sin + cb * cos);
+        }
+        sum
+    }
+
+    #[test]
+    fn center_scores_match_rotated_center() {
+        let d = 64;
+        let m = d / 2;
+        let omega = |i: usize| 10000f64.powf(-2.0 * i as f64 / d as f64);
+        let interleaved: Vec<RopePair> = (0..m).map(|i| RopePair { a: 2 * i, b: 2 * i + 1, omega: omega(i) }).collect();
+        let halves: Vec<RopePair> = (0..m).map(|i| RopePair { a: i, b: i + m, omega: omega(i) }).collect();
+        let mut other = halves.clone();
+        other.swap(0, 1);
+        let cases = [(interleaved, Some(PairLayout::Interleaved)), (halves, Some(PairLayout::Halves)), (other, None)];
+
+        let q: Vec<f32> = (0..d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0).collect();
+        let c: Vec<f32> = (0..d).map(|i| ((i * 53 % 29) as f32 - 14.0) / 5.0).collect();
+        let (lo, n) = (5, 40);
+        for (pairs, layout) in &cases {
+            assert_eq!(PairLayout::of(pairs), *layout);
+            let angles = ChunkAngles::new(pairs, lo + n);
+            let mut scores = vec![0.0f32; n];
+            add_key_center_scores(pairs, &angles, &q, &c, lo, &mut scores, &mut Vec::new());
+
+            for (j, &score) in scores.iter().enumerate() {
+                let want = direct_correction(pairs, &q, &c, chunk_start(lo + j));
+                assert!((score as f64 - want).abs() < 1e-4 * want.abs().max(1.0), "{layout:?} position {}: {score} vs {want}", lo + j);
+            }
+        }
+    }
 }

@@ -93,9 +93,9 @@ pub fn matmul(pool: &WorkerPool, w: &Matrix, x: &[f32], out: &mut [f32]) {
 }
 
 /// [`matmul`] for several matrices that read the same `x`, such as the
-/// query, key and value projections: `x` is encoded once per distinct
-/// activation type, and a single token's products share one dispatch, so
-/// the pool splits their rows together and waits once.
+/// query, key and value projections. `x` is encoded once per distinct
+/// activation type. A single token's products share one dispatch, so the
+/// pool splits their rows together and waits once.
 pub fn matmul_many(pool: &WorkerPool, x: &[f32], products: &mut [(&Matrix, &mut [f32])]) {
     let Some((first, _)) = products.first() else { return };
     let (n_in, act_ty) = (first.n_in, first.ty.vec_dot_type());
@@ -136,7 +136,7 @@ pub fn matmul_many(pool: &WorkerPool, x: &[f32], products: &mut [(&Matrix, &mut 
         let r0 = local * rows_per_task;
         let n_rows = rows_per_task.min(w.n_out - r0);
         // SAFETY: rows r0..r0 + n_rows of product i belong to this task
-        // alone, and its output holds at least n_out floats.
+        // alone, and its output has room for n_out floats.
         let out = unsafe { std::slice::from_raw_parts_mut(outs[i].0.add(r0), n_rows) };
         quants::vec_dot_rows(w.ty, w.n_in, &w.bytes()[r0 * w.row_bytes..], w.row_bytes, act.row(0), out);
     };

@@ -68,8 +68,8 @@ pub struct WorkerPool {
     stats: Counters,
 }
 
-/// What the pool's dispatches cost the calling thread, summed since the
-/// pool started or since the last [`WorkerPool::take_stats`].
+/// Counters of the time the pool's dispatches cost the calling thread,
+/// summed since the pool started or since the last [`WorkerPool::take_stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
     /// Dispatches that used the workers.
