@@ -11,7 +11,7 @@ use turbokv_kernels::ops;
 use crate::attention::{self, Shape};
 use crate::centering::chunk_start;
 use crate::config::{Arch, Config, LayerAttention};
-use crate::kv_cache::{HeadWriter, KvCache, LayerCache, SINK_POSITION};
+use crate::kv_cache::{KvCache, LayerCache, SINK_POSITION};
 use crate::matmul::{matmul, matmul_many};
 use crate::model::Model;
 use crate::weights::Layer;
@@ -246,36 +246,6 @@ fn write_token(c: &Config, cache: &mut LayerCache, pos: usize, t: usize, b: &Bat
     }
 }
 
-/// Key and value elements of a batch below which it is written on the
-/// calling thread: a dispatch costs more than encoding a few tokens.
-const MIN_PARALLEL_WRITE: usize = 2048;
-
-/// Writes every token of the batch at positions `n_past..`, which must not
-/// wrap around the layer's ring. A prompt is written with one pool task per
-/// head of the key and value stores.
-fn write_tokens(model: &Model, cache: &mut LayerCache, n_past: usize, b: &Batch) {
-    let c = &model.config;
-    let (d, kv_dim) = (c.head_dim, c.n_kv_heads * c.head_dim);
-    if b.n * kv_dim < MIN_PARALLEL_WRITE || model.pool.n_threads() == 1 {
-        for t in 0..b.n {
-            write_token(c, cache, n_past + t, t, b);
-        }
-        return;
-    }
-
-    let capacity = cache.capacity();
-    let mut writers: Vec<(HeadWriter<'_>, &[f32], usize)> = Vec::with_capacity(2 * c.n_kv_heads);
-    writers.extend(cache.k.head_writers().into_iter().enumerate().map(|(h, w)| (w, &b.k[..], h)));
-    writers.extend(cache.v.head_writers().into_iter().enumerate().map(|(h, w)| (w, &b.v[..], h)));
-    model.pool.for_each_chunk_mut(&mut writers, 1, |_, task| {
-        let (writer, x, h) = &mut task[0];
-        for t in 0..b.n {
-            let start = t * kv_dim + *h * d;
-            writer.write((n_past + t) % capacity, &x[start..start + d]);
-        }
-    });
-}
-
 /// Attends tokens `t0..t1` of the batch into `b.attn`.
 fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1: usize, b: &mut Batch) {
     let c = &model.config;
@@ -293,7 +263,9 @@ fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1
 fn write_and_attend(model: &Model, cache: &mut LayerCache, n_past: usize, b: &mut Batch) {
     let c = &model.config;
     if n_past + b.n <= cache.capacity() {
-        write_tokens(model, cache, n_past, b);
+        for t in 0..b.n {
+            write_token(c, cache, n_past + t, t, b);
+        }
         attend_tokens(model, cache, n_past, 0, b.n, b);
     } else {
         for t in 0..b.n {

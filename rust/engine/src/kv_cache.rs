@@ -92,61 +92,6 @@ enum Data {
     Bytes(Vec<u8>),
 }
 
-/// Rows of a store, or of one head of it, borrowed for writing.
-enum RowsMut<'a> {
-    F32(&'a mut [f32]),
-    F16(&'a mut [u16]),
-    Bytes(&'a mut [u8]),
-}
-
-/// The encoding of one row of a store.
-#[derive(Clone, Copy)]
-struct RowFormat<'a> {
-    ty: KvType,
-    head_dim: usize,
-    row_bytes: usize,
-    spans: &'a [BlockSpan],
-}
-
-impl RowFormat<'_> {
-    /// Encodes `x` (`head_dim` elements) into row `row` of `rows`.
-    fn write(&self, rows: &mut RowsMut<'_>, row: usize, x: &[f32]) {
-        let (d, row_bytes) = (self.head_dim, self.row_bytes);
-        match rows {
-            RowsMut::F32(v) => v[row * d..(row + 1) * d].copy_from_slice(x),
-            RowsMut::F16(v) => f32_to_f16_row(x, &mut v[row * d..(row + 1) * d]),
-            RowsMut::Bytes(v) => {
-                let bits = match self.ty {
-                    KvType::Turbo(bits) => bits,
-                    _ => unreachable!("byte storage is only used by TurboQuant types"),
-                };
-                let dst = &mut v[row * row_bytes..(row + 1) * row_bytes];
-                for span in self.spans {
-                    let block_bytes = turbo::block_bytes(bits, span.len);
-                    turbo::quantize_block(
-                        bits,
-                        &x[span.start..span.start + span.len],
-                        &mut dst[span.byte_offset..span.byte_offset + block_bytes],
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// The rows of one head of a [`Store`], `[capacity][row]`, for writing.
-pub struct HeadWriter<'a> {
-    format: RowFormat<'a>,
-    rows: RowsMut<'a>,
-}
-
-impl HeadWriter<'_> {
-    /// Stores `x` (`head_dim` elements) in `slot`.
-    pub fn write(&mut self, slot: usize, x: &[f32]) {
-        self.format.write(&mut self.rows, slot, x);
-    }
-}
-
 /// Keys or values of one layer: `[n_kv_heads][capacity][row]`.
 pub struct Store {
     pub ty: KvType,
@@ -187,26 +132,27 @@ impl Store {
 
     /// Stores `x` (`head_dim` elements) for `head` in `slot`.
     pub fn write(&mut self, head: usize, slot: usize, x: &[f32]) {
+        let d = self.head_dim;
         let row = self.row_index(head, slot);
-        let format = RowFormat { ty: self.ty, head_dim: self.head_dim, row_bytes: self.row_bytes, spans: &self.spans };
-        let mut rows = match &mut self.data {
-            Data::F32(v) => RowsMut::F32(v),
-            Data::F16(v) => RowsMut::F16(v),
-            Data::Bytes(v) => RowsMut::Bytes(v),
-        };
-        format.write(&mut rows, row, x);
-    }
-
-    /// Splits the store into one writer per head, so that heads can be
-    /// written in parallel.
-    pub fn head_writers(&mut self) -> Vec<HeadWriter<'_>> {
-        let format = RowFormat { ty: self.ty, head_dim: self.head_dim, row_bytes: self.row_bytes, spans: &self.spans };
-        let (d, row_bytes) = (self.capacity * self.head_dim, self.capacity * self.row_bytes);
-        let writer = |rows| HeadWriter { format, rows };
+        let row_bytes = self.row_bytes;
         match &mut self.data {
-            Data::F32(v) => v.chunks_exact_mut(d).map(|h| writer(RowsMut::F32(h))).collect(),
-            Data::F16(v) => v.chunks_exact_mut(d).map(|h| writer(RowsMut::F16(h))).collect(),
-            Data::Bytes(v) => v.chunks_exact_mut(row_bytes).map(|h| writer(RowsMut::Bytes(h))).collect(),
+            Data::F32(v) => v[row * d..(row + 1) * d].copy_from_slice(x),
+            Data::F16(v) => f32_to_f16_row(x, &mut v[row * d..(row + 1) * d]),
+            Data::Bytes(v) => {
+                let bits = match self.ty {
+                    KvType::Turbo(bits) => bits,
+                    _ => unreachable!("byte storage is only used by TurboQuant types"),
+                };
+                let dst = &mut v[row * row_bytes..(row + 1) * row_bytes];
+                for span in &self.spans {
+                    let block_bytes = turbo::block_bytes(bits, span.len);
+                    turbo::quantize_block(
+                        bits,
+                        &x[span.start..span.start + span.len],
+                        &mut dst[span.byte_offset..span.byte_offset + block_bytes],
+                    );
+                }
+            }
         }
     }
 
