@@ -541,6 +541,23 @@ mod tests {
     }
 
     #[test]
+    fn stats_count_dispatches() {
+        let pool = WorkerPool::new(2).unwrap();
+        pool.take_stats();
+        for _ in 0..3 {
+            pool.run(4, &|_| thread::sleep(Duration::from_micros(200)));
+        }
+        pool.run(1, &|_| {});
+
+        let stats = pool.take_stats();
+        // The one-task run stays on the caller and is not a dispatch, unless
+        // a stall sent later runs inline too.
+        assert!((1..=3).contains(&stats.dispatches), "{stats:?}");
+        assert!(stats.own + stats.wait >= Duration::from_micros(200) * stats.dispatches as u32, "{stats:?}");
+        assert_eq!(pool.take_stats(), PoolStats::default());
+    }
+
+    #[test]
     fn nested_run_runs_inline() {
         let pool = WorkerPool::new(2).unwrap();
         let total = AtomicUsize::new(0);
