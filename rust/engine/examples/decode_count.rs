@@ -10,17 +10,8 @@
 
 use std::sync::Arc;
 
+use turbokv_engine::sampler::argmax;
 use turbokv_engine::{KvType, LogitsWanted, Model, Session};
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in logits.iter().enumerate() {
-        if x > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -40,10 +31,10 @@ fn main() {
     if depth > 0 {
         prompt.truncate(depth);
     }
-    let mut token = argmax(&session.eval(&prompt, LogitsWanted::Last).expect("prompt"));
+    let mut token = argmax(&session.eval(&prompt, LogitsWanted::Last).expect("prompt")) as u32;
 
     for _ in 0..steps {
-        token = argmax(&session.eval(&[token], LogitsWanted::Last).expect("decode step"));
+        token = argmax(&session.eval(&[token], LogitsWanted::Last).expect("decode step")) as u32;
     }
     println!("{} steps after {} prompt tokens, last token {token}", steps, prompt.len());
 }

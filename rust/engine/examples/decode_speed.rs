@@ -15,27 +15,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use turbokv_engine::sampler::argmax;
 use turbokv_engine::{KvType, LogitsWanted, Model, Session};
-
-fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in logits.iter().enumerate() {
-        if x > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 /// Returns tokens per second over `steps` greedy decode steps after a short prompt.
 fn decode_rate(model: &Arc<Model>, steps: usize) -> f64 {
     let mut session = Session::new(Arc::clone(model), 512, KvType::F32, KvType::F32).expect("session");
     let prompt = model.tokenizer.encode("The quick brown fox jumps over the lazy dog.", true, false);
-    let mut token = argmax(&session.eval(&prompt, LogitsWanted::Last).expect("prompt"));
+    let mut token = argmax(&session.eval(&prompt, LogitsWanted::Last).expect("prompt")) as u32;
     model.pool.take_stats();
     let start = Instant::now();
     for _ in 0..steps {
-        token = argmax(&session.eval(&[token], LogitsWanted::Last).expect("decode step"));
+        token = argmax(&session.eval(&[token], LogitsWanted::Last).expect("decode step")) as u32;
     }
     steps as f64 / start.elapsed().as_secs_f64()
 }

@@ -41,22 +41,13 @@ impl TextIndex {
     /// Panics when more ids than the capacity would be stored.
     pub fn insert(&mut self, hash: u64, id: u32, same: impl Fn(u32) -> bool) -> Option<u32> {
         debug_assert!(id != EMPTY);
-        let tag = (hash >> 32) as u32;
-        let mask = self.slots.len() - 1;
-        let mut i = hash as usize & mask;
-        loop {
-            let (slot_tag, slot_id) = self.slots[i];
-            if slot_id == EMPTY {
-                break;
-            }
-            if slot_tag == tag && same(slot_id) {
-                return Some(slot_id);
-            }
-            i = (i + 1) & mask;
-        }
+        let empty = match self.probe(hash, same) {
+            Ok(existing) => return Some(existing),
+            Err(empty) => empty,
+        };
 
         assert!(self.len * 2 < self.slots.len(), "TextIndex is full: more ids than its capacity");
-        self.slots[i] = (tag, id);
+        self.slots[empty] = (tag(hash), id);
         self.len += 1;
         None
     }
@@ -81,20 +72,32 @@ impl TextIndex {
 
     /// Finds the id stored under `hash` for which `same(id)` is true.
     pub fn find(&self, hash: u64, same: impl Fn(u32) -> bool) -> Option<u32> {
-        let tag = (hash >> 32) as u32;
+        self.probe(hash, same).ok()
+    }
+
+    /// Walks the slots from `hash`'s home slot and returns the first stored
+    /// id with `same(id)` true, or the index of the first empty slot.
+    fn probe(&self, hash: u64, same: impl Fn(u32) -> bool) -> Result<u32, usize> {
+        let tag = tag(hash);
         let mask = self.slots.len() - 1;
         let mut i = hash as usize & mask;
         loop {
             let (slot_tag, slot_id) = self.slots[i];
             if slot_id == EMPTY {
-                return None;
+                return Err(i);
             }
             if slot_tag == tag && same(slot_id) {
-                return Some(slot_id);
+                return Ok(slot_id);
             }
             i = (i + 1) & mask;
         }
     }
+}
+
+/// Returns the high bits of `hash`, which a slot keeps to skip most key
+/// comparisons. The low bits choose the home slot.
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 /// Sorts ids `0..hashes.len()` by the top bits of their home slot in a
