@@ -199,8 +199,8 @@ def test_mixed_types_and_separate_output(tmp_path, arch):
     rounded = reference.forward(tokens, quantize_activations=True)
     unrounded = reference.forward(tokens)
     assert_quant_match(engine_logits(path, tokens), rounded, unrounded, arch)
-    # One token at a time, projections that share an activation encoding
-    # run in one dispatch, and the others each encode their own.
+    # Evaluated one token at a time, the projections that share an activation
+    # encoding run in one dispatch, and the others encode their own input.
     assert_quant_match(engine_logits_stepwise(path, tokens), rounded, unrounded, f"{arch} stepwise")
 
 

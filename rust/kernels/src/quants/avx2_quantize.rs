@@ -29,7 +29,7 @@ unsafe fn hmax_ps(v: __m256) -> f32 {
     _mm_cvtss_f32(max1)
 }
 
-/// Largest magnitude among the `n` vectors at `x`; a NaN lane is skipped,
+/// Largest magnitude among the `n` vectors at `x`. A NaN lane is skipped,
 /// as `f32::max` skips it in the scalar fold.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -50,8 +50,8 @@ unsafe fn round_half_away(v: __m256) -> __m256i {
     // `v - trunc(v)` is exact, so a tie is seen as exactly 0.5.
     let fraction = abs_ps(_mm256_sub_ps(v, truncated));
     let away = _mm256_cmp_ps(fraction, _mm256_set1_ps(0.5), _CMP_GE_OQ);
-    let one = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(v, _mm256_set1_ps(-0.0)));
-    _mm256_cvtps_epi32(_mm256_add_ps(truncated, _mm256_and_ps(away, one)))
+    let signed_one = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(v, _mm256_set1_ps(-0.0)));
+    _mm256_cvtps_epi32(_mm256_add_ps(truncated, _mm256_and_ps(away, signed_one)))
 }
 
 /// Stores the 32 i32 lanes of `q` (values in -128..=127) as bytes, in order.

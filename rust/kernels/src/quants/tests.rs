@@ -457,10 +457,10 @@ fn quantize_q8_1_sum_and_q8_k_bsums() {
     }
 }
 
-/// Activation rows that reach every branch of the encoders: random values
-/// at several scales, exact ties (a block maximum of 127 makes the scale
-/// 1), zero blocks, and magnitudes shared by a positive and a negative
-/// element, where Q8_K must pick the first.
+/// Activation rows that reach every branch of the encoders. They contain
+/// random values at several scales, exact ties (a block maximum of 127
+/// makes the scale 1) and zero blocks. They also contain a magnitude shared
+/// by a positive and a negative element, where Q8_K must pick the first.
 fn encoder_inputs(rng: &mut Rng) -> Vec<Vec<f32>> {
     let n = 2 * QK_K;
     let mut rows: Vec<Vec<f32>> =
