@@ -8,11 +8,24 @@ test instead of skipping it:
 """
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fresh_cache_dir(tmp_path_factory):
+    """Point turbokv's cache folder at an empty folder, so no test reads centers stored by an earlier build."""
+    previous = os.environ.get("TURBOKV_CACHE_DIR")
+    os.environ["TURBOKV_CACHE_DIR"] = str(tmp_path_factory.mktemp("turbokv-cache"))
+    yield
+    if previous is None:
+        del os.environ["TURBOKV_CACHE_DIR"]
+    else:
+        os.environ["TURBOKV_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

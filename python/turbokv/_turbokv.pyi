@@ -55,8 +55,13 @@ class KvStore:
 class Model:
     """Weights and tokenizer of one GGUF file, shared by any number of sessions."""
 
-    def __init__(self, path: str, n_threads: int = 0) -> None:
-        """Load ``path`` over mmap. ``n_threads = 0`` uses every core."""
+    def __init__(self, path: str, n_threads: int = 0, centers_cache_dir: Optional[str] = None) -> None:
+        """Load ``path`` over mmap. ``n_threads = 0`` uses every core.
+
+        With ``centers_cache_dir``, the key centers a TurboQuant session
+        calibrates are stored in that folder and read back on later loads
+        of the same file; without it, each loaded model calibrates once.
+        """
 
     @property
     def n_ctx_train(self) -> int: ...

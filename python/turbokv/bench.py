@@ -19,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from turbokv import _turbokv
 from turbokv.model import read_perplexity_text
+from turbokv.paths import centers_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def run_bench(model_path: str, settings: BenchSettings, progress: Optional[Progr
     left out of the results and listed in ``skipped`` with their error.
     """
     report_step = progress or (lambda steps, description: None)
-    model = _turbokv.Model(model_path, settings.n_threads)
+    model = _turbokv.Model(model_path, settings.n_threads, centers_cache_dir())
     facts = model.info()
     head_dim = facts["head_dim"]
 

@@ -19,6 +19,7 @@ from turbokv.bench import BASE_TYPE, BenchSettings, count_steps, format_table, p
 from turbokv.demo import INSTALL_HINT, demo_model_path
 from turbokv.chat import ChatSession, load_chat_template, sampling_settings
 from turbokv.model import DEFAULT_KV_TYPE, GenerationResult, Model, read_perplexity_text
+from turbokv.paths import centers_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -414,7 +415,7 @@ def ppl(model, text_file, ctx, chunks, cache_type_k, cache_type_v, threads, kl_d
 
 def _ppl_with_kl_divergence(model, text_file, ctx, chunks, cache_type_k, cache_type_v, threads, as_json) -> None:
     """Run ``turbokv ppl --kl-divergence``: both caches chunk by chunk, in one pass over the text."""
-    llm = _turbokv.Model(_resolve_model_path(model), threads)
+    llm = _turbokv.Model(_resolve_model_path(model), threads, centers_cache_dir())
     if text_file is None:
         text = read_perplexity_text()
     else:

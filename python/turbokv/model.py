@@ -19,6 +19,7 @@ import numpy as np
 
 from turbokv import _turbokv
 from turbokv._turbokv import ContextOverflowError, TurbokvError
+from turbokv.paths import centers_cache_dir
 
 if TYPE_CHECKING:
     from turbokv import chat
@@ -317,7 +318,7 @@ class Model:
         self._chat_template: Optional["chat.ChatTemplate"] = None
 
         logger.info("loading %s with %s threads", self._path, n_threads or "all")
-        self._native = _turbokv.Model(str(self._path), n_threads)
+        self._native = _turbokv.Model(str(self._path), n_threads, centers_cache_dir())
 
         n_ctx_train = self._native.n_ctx_train
         if self._n_ctx > n_ctx_train:

@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod centering;
+pub mod centers_cache;
 pub mod config;
 pub mod error;
 pub mod forward;

@@ -1,8 +1,10 @@
 //! A loaded model and the per-sequence state that runs it.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use crate::centering::{key_scales, rope_pairs, LayerCenter};
+use crate::centers_cache;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
@@ -22,6 +24,9 @@ pub struct Model {
     /// Per-layer key centers for TurboQuant caches, computed on
     /// first use (see [`crate::centering`]).
     centers: OnceLock<Vec<LayerCenter>>,
+    /// Folder that keeps centers between loads (see
+    /// [`crate::centers_cache`]); `None` calibrates on every load.
+    centers_cache_dir: Option<PathBuf>,
 }
 
 /// Public-domain text (Pride and Prejudice, chapter 1) whose keys give the
@@ -31,6 +36,11 @@ const CALIBRATION_TEXT: &str = include_str!("calibration.txt");
 /// Calibration positions; position 0 is left out of the means because the
 /// first token of a sequence is often an attention sink with atypical keys.
 const CALIBRATION_TOKENS: usize = 96;
+
+/// Changes whenever calibration would compute different centers from the
+/// same file and text, so that cached centers from older releases are not
+/// reused.
+const CALIBRATION_VERSION: u32 = 1;
 
 impl Model {
     /// Opens `path` and checks every tensor the architecture needs.
@@ -63,16 +73,46 @@ impl Model {
             config.n_embd,
             n_threads
         );
-        Ok(Model { config, weights, tokenizer, file, pool, centers: OnceLock::new() })
+        Ok(Model { config, weights, tokenizer, file, pool, centers: OnceLock::new(), centers_cache_dir: None })
     }
 
-    /// The key centers, calibrated on first call.
+    /// Keeps calibrated key centers in `dir` (created when needed) and reads
+    /// them from there on later loads of the same file.
+    pub fn with_centers_cache(mut self, dir: PathBuf) -> Model {
+        self.centers_cache_dir = Some(dir);
+        self
+    }
+
+    /// The key centers: read from the cache folder if it has this file's,
+    /// else calibrated (and stored there) on first call.
     pub fn centers(self: &Arc<Self>) -> Result<&[LayerCenter]> {
         if let Some(c) = self.centers.get() {
             return Ok(c);
         }
+        let cached = self.centers_cache_path();
+        let factors = self.weights.rope_freqs.as_deref();
+        if let Some(found) = cached.as_ref().and_then(|(path, fp)| centers_cache::read(path, *fp, &self.config, factors)) {
+            return Ok(self.centers.get_or_init(|| found));
+        }
+
         let computed = calibrate(self)?;
+        if let Some((path, fingerprint)) = cached {
+            match centers_cache::write(&path, fingerprint, &computed) {
+                Ok(()) => log::debug!("stored key centers in {}", path.display()),
+                Err(e) => log::warn!("cannot store key centers in {}: {e}", path.display()),
+            }
+        }
         Ok(self.centers.get_or_init(|| computed))
+    }
+
+    /// The cache file for this model's centers and its fingerprint.
+    fn centers_cache_path(&self) -> Option<(PathBuf, u64)> {
+        let dir = self.centers_cache_dir.as_ref()?;
+        let mut calibration = CALIBRATION_VERSION.to_le_bytes().to_vec();
+        calibration.extend_from_slice(&(CALIBRATION_TOKENS as u64).to_le_bytes());
+        calibration.extend_from_slice(CALIBRATION_TEXT.as_bytes());
+        let fingerprint = centers_cache::fingerprint(&self.file, &calibration);
+        Some((centers_cache::path_in(dir, fingerprint), fingerprint))
     }
 
     pub fn n_threads(&self) -> usize {

@@ -1,6 +1,7 @@
 //! The private native module `turbokv._turbokv`: a thin PyO3 layer over
 //! `turbokv_engine`. Every call that computes releases the GIL.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
@@ -222,13 +223,19 @@ struct PyModel {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (path, n_threads = 0))]
-    fn new(py: Python<'_>, path: String, n_threads: i64) -> PyResult<Self> {
+    #[pyo3(signature = (path, n_threads = 0, centers_cache_dir = None))]
+    fn new(py: Python<'_>, path: String, n_threads: i64, centers_cache_dir: Option<PathBuf>) -> PyResult<Self> {
         if n_threads < 0 {
             return Err(PyValueError::new_err(format!("n_threads must be >= 0 (0 uses every core), got {n_threads}")));
         }
         let p = path.clone();
-        let model = py.allow_threads(move || Model::load(&p, n_threads as usize));
+        let model = py.allow_threads(move || {
+            let model = Model::load(&p, n_threads as usize)?;
+            Ok(match centers_cache_dir {
+                Some(dir) => model.with_centers_cache(dir),
+                None => model,
+            })
+        });
         raise_pending(py)?;
         let model = model.map_err(to_py)?;
         Ok(PyModel { inner: Arc::new(model), path })

@@ -300,6 +300,11 @@ impl GgufFile {
         range.and_then(|r| bytes.get(r)).unwrap_or(&[])
     }
 
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        self.storage.bytes()
+    }
+
     /// The whole file's size in bytes.
     pub fn file_size(&self) -> u64 {
         self.storage.bytes().len() as u64
