@@ -83,8 +83,8 @@ impl Model {
         self
     }
 
-    /// The key centers: read from the cache folder if it has this file's,
-    /// else calibrated (and stored there) on first call.
+    /// Returns the key centers: read from the cache folder if it has this
+    /// file's, else calibrated (and stored there) on first call.
     pub fn centers(self: &Arc<Self>) -> Result<&[LayerCenter]> {
         if let Some(c) = self.centers.get() {
             return Ok(c);
@@ -105,7 +105,7 @@ impl Model {
         Ok(self.centers.get_or_init(|| computed))
     }
 
-    /// The cache file for this model's centers and its fingerprint.
+    /// Returns the cache file for this model's centers and its fingerprint.
     fn centers_cache_path(&self) -> Option<(PathBuf, u64)> {
         let dir = self.centers_cache_dir.as_ref()?;
         let mut calibration = CALIBRATION_VERSION.to_le_bytes().to_vec();

@@ -71,7 +71,17 @@ macro_rules! run_decode {
         const G: usize = $g;
         const R: usize = 4 * G;
         let ops: Operands = $ops;
-        let terms = prepare_decode(&ops, $sums);
+        // Decode runs a task per few rows, so the terms of a typical row
+        // length go on the stack instead of the heap.
+        let mut stack_terms = [0.0f32; 2 * STACK_DECODE_BLOCKS];
+        let mut heap_terms = Vec::new();
+        let terms: &mut [f32] = if ops.n_blocks <= STACK_DECODE_BLOCKS {
+            &mut stack_terms[..2 * ops.n_blocks]
+        } else {
+            heap_terms.resize(2 * ops.n_blocks, 0.0);
+            &mut heap_terms
+        };
+        prepare_decode(&ops, $sums, terms);
         let ahead = super::prefetch_distance(R * ops.row_bytes);
         let mut r0 = 0;
         while r0 < ops.n_rows {
@@ -90,6 +100,10 @@ macro_rules! run_decode {
         }
     }};
 }
+
+/// Blocks per row whose decode terms fit in a stack buffer: rows of up to
+/// 2048 elements. Longer rows allocate.
+const STACK_DECODE_BLOCKS: usize = 64;
 
 /// Groups of 4 rows per one-token tile: 1, 2 and 4 decoded at about the
 /// same speed with `bench_quants` on one AMD EPYC core.
@@ -140,19 +154,17 @@ unsafe fn prepare_batch(ops: &Operands, sums: ActSums) -> Vec<f32> {
     prepared
 }
 
-/// `[d, offset]` of every block of the first token, computed as
-/// [`prepare_batch`] does, so one-token and batch results agree bit for
-/// bit.
+/// Writes `[d, offset]` of every block of the first token to `prepared`,
+/// computed as [`prepare_batch`] does, so one-token and batch results agree
+/// bit for bit.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn prepare_decode(ops: &Operands, sums: ActSums) -> Vec<f32> {
+unsafe fn prepare_decode(ops: &Operands, sums: ActSums, prepared: &mut [f32]) {
     let block_bytes = act_block_bytes(sums);
-    let mut prepared = vec![0.0f32; 2 * ops.n_blocks];
-    for (b, block_terms) in prepared.chunks_exact_mut(2).enumerate() {
+    for (b, block_terms) in prepared.chunks_exact_mut(2).enumerate().take(ops.n_blocks) {
         let (d, offset) = act_terms(ops.acts.add(b * block_bytes), sums);
         block_terms[0] = d;
         block_terms[1] = offset;
     }
-    prepared
 }
 
 /// Bytes of a Q8_0 or Q8_1 activation block.
