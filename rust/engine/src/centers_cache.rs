@@ -88,7 +88,8 @@ pub fn read(path: &Path, fingerprint: u64, c: &Config, freq_factors: Option<&[f3
         return None;
     }
 
-    let floats: Vec<f32> = body[HEADER_BYTES..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let to_f32 = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let floats: Vec<f32> = body[HEADER_BYTES..].chunks_exact(4).map(to_f32).collect();
     let plausible = floats.iter().all(|x| x.is_finite())
         && floats.chunks_exact(kv_dim).skip(1).step_by(2).all(|scales| scales.iter().all(|&s| s > 0.0));
     if !plausible {

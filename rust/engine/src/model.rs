@@ -91,7 +91,8 @@ impl Model {
         }
         let cached = self.centers_cache_path();
         let factors = self.weights.rope_freqs.as_deref();
-        if let Some(found) = cached.as_ref().and_then(|(path, fp)| centers_cache::read(path, *fp, &self.config, factors)) {
+        let found = cached.as_ref().and_then(|(path, fp)| centers_cache::read(path, *fp, &self.config, factors));
+        if let Some(found) = found {
             return Ok(self.centers.get_or_init(|| found));
         }
 
@@ -99,7 +100,9 @@ impl Model {
         if let Some((path, fingerprint)) = cached {
             match centers_cache::write(&path, fingerprint, &computed) {
                 Ok(()) => log::debug!("stored key centers in {}", path.display()),
-                Err(e) => log::warn!("cannot store key centers in {}: {e}", path.display()),
+                Err(e) => {
+                    log::warn!("failed to store key centers in {}: {e}; the next load calibrates again", path.display())
+                }
             }
         }
         Ok(self.centers.get_or_init(|| computed))
