@@ -25,7 +25,7 @@ pub struct Model {
     /// first use (see [`crate::centering`]).
     centers: OnceLock<Vec<LayerCenter>>,
     /// Folder that keeps centers between loads (see
-    /// [`crate::centers_cache`]); `None` calibrates on every load.
+    /// [`crate::centers_cache`]). With `None`, every load calibrates.
     centers_cache_dir: Option<PathBuf>,
 }
 
@@ -37,9 +37,9 @@ const CALIBRATION_TEXT: &str = include_str!("calibration.txt");
 /// first token of a sequence is often an attention sink with atypical keys.
 const CALIBRATION_TOKENS: usize = 96;
 
-/// Changes whenever calibration would compute different centers from the
-/// same file and text, so that cached centers from older releases are not
-/// reused.
+/// Version of the calibration procedure, part of the cache fingerprint.
+/// Raise it whenever calibration would compute different centers from the
+/// same file and text, so that centers cached by older releases are not reused.
 const CALIBRATION_VERSION: u32 = 1;
 
 impl Model {
