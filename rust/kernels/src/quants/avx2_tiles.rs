@@ -92,10 +92,7 @@ macro_rules! run_decode {
                     *ptr = ops.weights.add((r0 + (4 * g + r).min(rows - 1)) * ops.row_bytes);
                 }
             }
-            let sums: [[f32; 4]; G] = $kernel::<G>(ops.n_blocks, w, ops.acts, terms.as_ptr(), ahead);
-            for r in 0..rows {
-                *ops.out.add(r0 + r) = sums[r / 4][r % 4];
-            }
+            $kernel::<G>(ops.n_blocks, w, ops.acts, terms.as_ptr(), ahead, ops.out.add(r0), rows);
             r0 += R;
         }
     }};
@@ -420,12 +417,19 @@ unsafe fn finish_batch<const R: usize, const G: usize>(
     let mut sums = [[[0.0f32; 4]; G]; R];
     for r in 0..R {
         for g in 0..G {
-            let halves = _mm_add_ps(_mm256_castps256_ps128(acc[r][g]), _mm256_extractf128_ps(acc[r][g], 1));
-            let total = _mm_fmadd_ps(_mm_set1_ps(coef), _mm256_castps256_ps128(offsets[r][g]), halves);
-            _mm_storeu_ps(sums[r][g].as_mut_ptr(), total);
+            _mm_storeu_ps(sums[r][g].as_mut_ptr(), finish_lanes(acc[r][g], offsets[r][g], coef));
         }
     }
     sums
+}
+
+/// Returns `acc[t] + acc[t + 4] + coef * offsets[t]` for `t` in 0..4, the
+/// four results of one accumulator pair.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn finish_lanes(acc: __m256, offsets: __m256, coef: f32) -> __m128 {
+    let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    _mm_fmadd_ps(_mm_set1_ps(coef), _mm256_castps256_ps128(offsets), halves)
 }
 
 /// Batch kernel over `R` rows and `G` groups of 4 tokens for weights with
@@ -520,7 +524,8 @@ unsafe fn row_scales(blocks: &[*const u8; 4]) -> (__m256, __m256) {
 /// output goes through the same f32 operations, in the same order, as in a
 /// batch (the product requires bit-identical results for a token evaluated
 /// alone and inside a prompt). `terms` holds the activation's `[d, offset]`
-/// per block (see [`prepare_decode`]).
+/// per block (see [`prepare_decode`]). The first `n_rows` results go to
+/// `out`.
 macro_rules! decode_kernel {
     ($name:ident, $block_bytes:expr, $act_bytes:expr, $qs:expr, $unpack:ident, $sums:ident, $has_m:expr, $coef:expr) => {
         #[target_feature(enable = "avx2,fma")]
@@ -530,7 +535,9 @@ macro_rules! decode_kernel {
             a: *const u8,
             terms: *const f32,
             ahead: usize,
-        ) -> [[f32; 4]; G] {
+            out: *mut f32,
+            n_rows: usize,
+        ) {
             let mut acc = [_mm256_setzero_ps(); G];
             let mut offsets = [_mm256_setzero_ps(); G];
             for b in 0..n_blocks {
@@ -555,8 +562,20 @@ macro_rules! decode_kernel {
                     }
                 }
             }
-            let [sums] = finish_batch::<1, G>(&[acc], &[offsets], $coef);
-            sums
+            // Results go straight to `out`: returning them as an array cost a
+            // `memcpy` call per tile.
+            for g in 0..G {
+                let total = finish_lanes(acc[g], offsets[g], $coef);
+                if 4 * g + 4 <= n_rows {
+                    _mm_storeu_ps(out.add(4 * g), total);
+                } else {
+                    let mut partial = [0.0f32; 4];
+                    _mm_storeu_ps(partial.as_mut_ptr(), total);
+                    for r in 4 * g..n_rows {
+                        *out.add(r) = partial[r - 4 * g];
+                    }
+                }
+            }
         }
     };
 }
