@@ -15,13 +15,16 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Union
 
-import numpy as np
-
 from turbokv import _turbokv
 from turbokv._turbokv import ContextOverflowError, TurbokvError
 from turbokv.paths import centers_cache_dir
 
 if TYPE_CHECKING:
+    # Only for annotations: importing numpy starts OpenBLAS threads that spin
+    # for tens of milliseconds, so `import turbokv` leaves it to the first
+    # call that returns an array.
+    import numpy as np
+
     from turbokv import chat
 
 logger = logging.getLogger(__name__)
@@ -572,7 +575,7 @@ class Model:
 
     # Evaluation
 
-    def logits(self, tokens: Prompt) -> np.ndarray:
+    def logits(self, tokens: Prompt) -> "np.ndarray":
         """Evaluate ``tokens`` in a fresh session and return float32 logits of shape ``(n_tokens, n_vocab)``.
 
         Text is tokenized with special tokens added (BOS where the vocabulary adds one).
