@@ -320,7 +320,8 @@ def _add_relative_speed(results: List[TypeResult]) -> None:
         return
     for result in results:
         for depth, rate in result.decode_tokens_per_second.items():
-            result.decode_vs_fp32_percent[depth] = 100.0 * rate / base.decode_tokens_per_second[depth]
+            # Divide first: 100 * x / x can round to 99.99999999999999.
+            result.decode_vs_fp32_percent[depth] = 100.0 * (rate / base.decode_tokens_per_second[depth])
         if result.perplexity is not None and base.perplexity is not None and result is not base:
             result.perplexity_delta = result.perplexity - base.perplexity
     base.perplexity_delta = 0.0 if base.perplexity is not None else None
