@@ -1,7 +1,7 @@
 """The key centers cache: stored on first use, read back on later loads, ignored when damaged.
 
 A TurboQuant session's logits depend on the key centers, so comparing
-logits tells which centers a session used: freshly calibrated ones, the
+logits shows which centers a session used: freshly calibrated ones, the
 cached file's, or (for a damaged or foreign file) calibrated ones again.
 """
 

@@ -60,7 +60,7 @@ class Model:
 
         With ``centers_cache_dir``, the key centers a TurboQuant session
         calibrates are stored in that folder and read back on later loads
-        of the same file; without it, each loaded model calibrates once.
+        of the same file. Without it, each loaded model calibrates once.
         """
 
     @property

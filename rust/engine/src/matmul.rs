@@ -196,8 +196,8 @@ pub fn matmul_encoded(pool: &WorkerPool, w: &Matrix, act: &Activations, out: &mu
 /// One token's tasks are small (32 rows of SmolLM2, an estimated 2 to 4
 /// us), because at the end of a dispatch the caller waits for the worker's
 /// last task. Halving decode tasks to that size cut SmolLM2's wait from
-/// 3.2% to 2.2% of a token on 2 threads. A batch task prepares its activation terms once
-/// per call, so batches keep larger tasks.
+/// 3.2% to 2.2% of a token on 2 threads. A batch task prepares its
+/// activation terms once per call, so batches keep larger tasks.
 fn rows_per_task(n_out: usize, n_threads: usize, n_tokens: usize) -> usize {
     if n_threads <= 1 && n_tokens == 1 {
         // One thread has no one to balance against, so one task saves the
@@ -205,7 +205,11 @@ fn rows_per_task(n_out: usize, n_threads: usize, n_tokens: usize) -> usize {
         // each task's output tile.
         return n_out.max(1);
     }
-    let (min_rows, tasks_per_thread) = if n_tokens == 1 { (DECODE_MIN_ROWS, DECODE_TASKS_PER_THREAD) } else { (64, 8) };
+    let (min_rows, tasks_per_thread) = if n_tokens == 1 {
+        (DECODE_MIN_ROWS, DECODE_TASKS_PER_THREAD)
+    } else {
+        (BATCH_MIN_ROWS, BATCH_TASKS_PER_THREAD)
+    };
     let per_task = n_out / (n_threads.max(1) * tasks_per_thread);
     // Multiples of 4 keep whole 4-row kernel tiles inside a task.
     (per_task.max(min_rows) + 3) / 4 * 4
@@ -213,3 +217,5 @@ fn rows_per_task(n_out: usize, n_threads: usize, n_tokens: usize) -> usize {
 
 const DECODE_MIN_ROWS: usize = 32;
 const DECODE_TASKS_PER_THREAD: usize = 16;
+const BATCH_MIN_ROWS: usize = 64;
+const BATCH_TASKS_PER_THREAD: usize = 8;

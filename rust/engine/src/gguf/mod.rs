@@ -300,7 +300,7 @@ impl GgufFile {
         range.and_then(|r| bytes.get(r)).unwrap_or(&[])
     }
 
-    /// The whole file.
+    /// Returns the bytes of the whole file.
     pub fn bytes(&self) -> &[u8] {
         self.storage.bytes()
     }
