@@ -10,6 +10,13 @@
 //! while the decode blocks of the same run gained 1.6x. After a 20 ms pause
 //! it read 2.0x.
 //!
+//! A decode step reads every weight once, so each round also times a
+//! streaming read of a buffer larger than the L3 cache on 1 and 2 threads.
+//! Where one core alone nearly saturates memory, as on the AMD EPYC VMs
+//! this was tuned on, that read gains little from a second thread, and so
+//! can decode once its kernels stream near that rate. The example prints
+//! the weight bytes per second each thread count reaches beside it.
+//!
 //! `cargo run --release -p turbokv-engine --example decode_speed -- MODEL [ROUNDS] [STEPS] [MIN_IDLE]`
 //!
 //! With MIN_IDLE (0 to 1, Linux only), each pair of blocks first waits up
@@ -78,6 +85,33 @@ fn compute_seconds(n_threads: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// Bytes of the buffer that [`read_rate`] streams: larger than any L3.
+const READ_BUFFER_BYTES: usize = 256 << 20;
+
+/// Bytes per second at which `n_threads` threads together sum `buffer`,
+/// each its own contiguous share: the most weight bytes per second a
+/// decode step can stream on this machine at that moment.
+fn read_rate(buffer: &[u64], n_threads: usize) -> f64 {
+    let share = (buffer.len() + n_threads - 1) / n_threads;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for part in buffer.chunks(share) {
+            s.spawn(move || {
+                // Four sums, so the loop is bound by loads rather than by
+                // one chain of additions.
+                let mut sums = [0u64; 4];
+                for words in part.chunks_exact(4) {
+                    for (sum, &w) in sums.iter_mut().zip(words) {
+                        *sum = sum.wrapping_add(w);
+                    }
+                }
+                std::hint::black_box(sums);
+            });
+        }
+    });
+    (buffer.len() * 8) as f64 / start.elapsed().as_secs_f64()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -93,6 +127,8 @@ fn main() {
     let models: Vec<Arc<Model>> = [1, 2].iter().map(|&n| Arc::new(Model::load(path, n).expect("model"))).collect();
     let mut rates = vec![Vec::new(); models.len()];
     let mut ceilings = Vec::new();
+    let read_buffer: Vec<u64> = (0..READ_BUFFER_BYTES as u64 / 8).collect();
+    let mut read_rates = Vec::new();
     // Per 2-thread block: dispatches per step, and the caller's own share
     // of the tasks and its wait for the worker, as fractions of the step.
     let mut dispatch = Vec::new();
@@ -115,11 +151,28 @@ fn main() {
         ));
         std::thread::sleep(Duration::from_millis(20));
         ceilings.push(2.0 * compute_seconds(1) / compute_seconds(2));
+        read_rates.push((read_rate(&read_buffer, 1), read_rate(&read_buffer, 2)));
     }
     let rate_1 = median(rates[0].clone());
     let rate_2 = median(rates[1].clone());
     println!("1 thread {rate_1:.0} tok/s, 2 threads {rate_2:.0} tok/s, ratio {:.2}x", rate_2 / rate_1);
     println!("register-only loop on 2 threads: {:.2}x of 1 thread (the machine's ceiling)", median(ceilings.clone()));
+    let gb = |bytes_per_s: f64| bytes_per_s / 1e9;
+    let step_bytes = models[0].weights.decode_bytes() as f64;
+    let (read_1, read_2) = (median(read_rates.iter().map(|r| r.0).collect()), median(read_rates.iter().map(|r| r.1).collect()));
+    println!(
+        "weights: {:.1} MB per step, streamed at {:.1} GB/s on 1 thread and {:.1} GB/s on 2; \
+         a streaming read of {} MiB: {:.1} GB/s on 1 thread, {:.1} GB/s on 2 ({:.2}x); \
+         2-thread decode at {:.0}% of the 2-thread read",
+        step_bytes / 1e6,
+        gb(step_bytes * rate_1),
+        gb(step_bytes * rate_2),
+        READ_BUFFER_BYTES >> 20,
+        gb(read_1),
+        gb(read_2),
+        read_2 / read_1,
+        100.0 * step_bytes * rate_2 / read_2
+    );
     let own = median(dispatch.iter().map(|d| d.1).collect());
     let wait = median(dispatch.iter().map(|d| d.2).collect());
     println!(

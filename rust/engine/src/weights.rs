@@ -125,6 +125,17 @@ impl Weights {
     pub fn output_matrix(&self) -> &Matrix {
         self.output.as_ref().unwrap_or(&self.token_embd)
     }
+
+    /// Bytes of weights that one decode step reads: every layer's matrices
+    /// and the output matrix (the embedding lookup reads one row).
+    pub fn decode_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down].iter().map(|m| m.bytes().len()).sum::<usize>())
+            .sum();
+        layers + self.output_matrix().bytes().len()
+    }
 }
 
 fn find<'a>(file: &'a GgufFile, name: &str) -> Result<&'a crate::gguf::TensorInfo> {
