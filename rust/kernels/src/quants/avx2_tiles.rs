@@ -240,27 +240,26 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
 
 // ------------------------------------------------------------------ helpers
 
-/// Prefetches the weights `ahead` bytes past `block` (the same block of a
-/// row some tiles further down, see `super::prefetch_distance`) when the
-/// kernel runs one token. Batch kernels reuse each row for many tokens, so
-/// they skip it. The address may lie past the matrix, because prefetches
-/// never fault.
+/// Prefetches what a one-token tile reads at block `b`, `ahead` bytes
+/// further on: the same block of the rows some tiles down (see
+/// `super::prefetch_distance`). A tile's rows are adjacent, so they form
+/// one range read `step_bytes` (one block of each row) per step, and the
+/// step's share of that range is prefetched as one stream, a line per 64
+/// bytes. That touches each line once or twice instead of once per row
+/// and block: one core streamed Q8_0 rows of 640 elements at 29 GB/s
+/// instead of 10 (`bench_quants 640`, AMD EPYC Zen 4). Batch kernels reuse
+/// each row for many tokens, so they skip it. The addresses may lie past
+/// the matrix, because prefetches never fault.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn prefetch_weights<const T: usize>(block: *const u8, ahead: usize) {
+unsafe fn prefetch_tile<const T: usize>(rows: *const u8, ahead: usize, b: usize, step_bytes: usize) {
     if T == 1 {
-        _mm_prefetch(block.wrapping_add(ahead) as *const i8, _MM_HINT_T0);
-    }
-}
-
-/// [`prefetch_weights`] for blocks longer than a cache line.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn prefetch_block<const T: usize>(block: *const u8, ahead: usize, block_bytes: usize) {
-    let mut offset = 0;
-    while offset < block_bytes {
-        prefetch_weights::<T>(block.wrapping_add(offset), ahead);
-        offset += 64;
+        let step = rows.wrapping_add(ahead + b * step_bytes);
+        let mut line = 0;
+        while line < step_bytes {
+            _mm_prefetch(step.wrapping_add(line) as *const i8, _MM_HINT_T0);
+            line += 64;
+        }
     }
 }
 
@@ -540,20 +539,8 @@ macro_rules! decode_kernel {
         ) {
             let mut acc = [_mm256_setzero_ps(); G];
             let mut offsets = [_mm256_setzero_ps(); G];
-            // The tile's rows are adjacent in memory, so the tile `ahead`
-            // bytes further is one range, read at `4 * G` blocks per step.
-            // Prefetching it as one stream, a line per 64 bytes of each step,
-            // touches each line once or twice instead of once per row per
-            // block; one core then streamed Q8_0 rows of 640 at 29 GB/s
-            // instead of 10 (`bench_quants 640`, AMD EPYC Zen 4).
-            let tile_base = w[0][0];
             for b in 0..n_blocks {
-                let step = tile_base.wrapping_add(ahead + b * 4 * G * $block_bytes);
-                let mut line = 0;
-                while line < 4 * G * $block_bytes {
-                    _mm_prefetch(step.wrapping_add(line) as *const i8, _MM_HINT_T0);
-                    line += 64;
-                }
+                prefetch_tile::<1>(w[0][0], ahead, b, 4 * G * $block_bytes);
                 let y = load(a.add(b * $act_bytes + $qs));
                 let dy = _mm256_broadcast_ss(&*terms.add(2 * b));
                 let offset_term = _mm256_broadcast_ss(&*terms.add(2 * b + 1));
@@ -687,9 +674,9 @@ unsafe fn tile_q4_k<const R: usize, const T: usize>(
             let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
             bsum_pairs[t] = _mm256_castsi128_si256(pairs);
         }
+        prefetch_tile::<T>(w[0], ahead, b, R * BLOCK_BYTES);
         for r in 0..R {
             let block = w[r].add(b * BLOCK_BYTES);
-            prefetch_block::<T>(block, ahead, BLOCK_BYTES);
             let (scales, mins) = k4_scales_mins_u64(block.add(4));
             let scales16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
             let scales16 = _mm256_broadcastsi128_si256(scales16);
@@ -744,9 +731,9 @@ unsafe fn tile_q6_k<const R: usize, const T: usize>(
         for t in 0..T {
             dy[t] = f32_splat(a[t].add(b * Q8K_BYTES));
         }
+        prefetch_tile::<T>(w[0], ahead, b, R * BLOCK_BYTES);
         for r in 0..R {
             let block = w[r].add(b * BLOCK_BYTES);
-            prefetch_block::<T>(block, ahead, BLOCK_BYTES);
             let scales8 = _mm_loadu_si128(block.add(SCALES) as *const __m128i);
             let scales16 = _mm256_cvtepi8_epi16(scales8);
             let dx = f16_splat(block.add(D));
