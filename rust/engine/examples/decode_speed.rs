@@ -11,11 +11,11 @@
 //! it read 2.0x.
 //!
 //! A decode step reads every weight once, so each round also times a
-//! streaming read of a buffer larger than the L3 cache on 1 and 2 threads.
-//! Where one core alone nearly saturates memory, as on the AMD EPYC VMs
-//! this was tuned on, that read gains little from a second thread, and so
-//! can decode once its kernels stream near that rate. The example prints
-//! the weight bytes per second each thread count reaches beside it.
+//! streaming read of a 256 MiB buffer on 1 and 2 threads, and the example
+//! prints the weight bytes per second that decode streams beside it. Where
+//! one core alone nearly saturates memory, as on the AMD EPYC VMs this was
+//! tuned on, that read gains little from a second thread. Decode then gains
+//! little too once its kernels stream near that rate.
 //!
 //! `cargo run --release -p turbokv-engine --example decode_speed -- MODEL [ROUNDS] [STEPS] [MIN_IDLE]`
 //!
@@ -85,12 +85,14 @@ fn compute_seconds(n_threads: usize) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// Bytes of the buffer that [`read_rate`] streams: larger than any L3.
+/// Bytes of the buffer that [`read_rate`] streams, several times the 32 MB
+/// L3 cache of the machines measured so far.
 const READ_BUFFER_BYTES: usize = 256 << 20;
 
-/// Bytes per second at which `n_threads` threads together sum `buffer`,
-/// each its own contiguous share: the most weight bytes per second a
-/// decode step can stream on this machine at that moment.
+/// Returns the bytes per second at which `n_threads` threads together sum
+/// `buffer`, each thread its own contiguous share. It is a reference for
+/// the weight bytes per second of decode, not a bound: a prefetching kernel
+/// can stream somewhat faster on one core.
 fn read_rate(buffer: &[u64], n_threads: usize) -> f64 {
     let share = (buffer.len() + n_threads - 1) / n_threads;
     let start = Instant::now();
@@ -159,7 +161,8 @@ fn main() {
     println!("register-only loop on 2 threads: {:.2}x of 1 thread (the machine's ceiling)", median(ceilings.clone()));
     let gb = |bytes_per_s: f64| bytes_per_s / 1e9;
     let step_bytes = models[0].weights.decode_bytes() as f64;
-    let (read_1, read_2) = (median(read_rates.iter().map(|r| r.0).collect()), median(read_rates.iter().map(|r| r.1).collect()));
+    let read_1 = median(read_rates.iter().map(|r| r.0).collect());
+    let read_2 = median(read_rates.iter().map(|r| r.1).collect());
     println!(
         "weights: {:.1} MB per step, streamed at {:.1} GB/s on 1 thread and {:.1} GB/s on 2; \
          a streaming read of {} MiB: {:.1} GB/s on 1 thread, {:.1} GB/s on 2 ({:.2}x); \

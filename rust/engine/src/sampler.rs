@@ -92,8 +92,9 @@ pub fn argmax(values: &[f32]) -> usize {
     values.iter().position(|&v| v == max).unwrap_or(0)
 }
 
-/// Highest logit first (by `f32::total_cmp`), then lowest id: a total
-/// order, so any way of taking the first k gives the same list.
+/// Orders candidates by highest logit first (by `f32::total_cmp`), then by
+/// lowest id. The order is total, so any way of taking the first k gives the
+/// same list.
 fn rank(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
@@ -108,11 +109,12 @@ fn key(x: f32) -> i32 {
 /// The first `k` logits by [`rank`], in no particular order; all of them
 /// when `k` is 0 or at least their number.
 ///
-/// One pass keeps a threshold: once the buffer holds several times `k`
-/// candidates it is cut to the best `k`, and later logits at or below the
-/// k-th best are skipped (a later id never wins a tie). On Gemma 3's 262144
-/// logits almost every logit is skipped by one integer comparison, where
-/// selecting over (id, logit) pairs of all of them cost about 1 ms a token.
+/// One pass keeps a threshold. Once the buffer contains several times `k`
+/// candidates, it is cut to the best `k`, and later logits at or below the
+/// k-th best are skipped, because a later id never wins a tie. On Gemma 3's
+/// 262144 logits almost every logit is skipped after one integer comparison,
+/// where selecting over (id, logit) pairs of all of them cost about 1 ms a
+/// token on one AMD EPYC core.
 fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     if k == 0 || k >= logits.len() {
         return logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
@@ -336,7 +338,18 @@ mod tests {
 
     #[test]
     fn key_orders_like_total_cmp() {
-        let values = [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1.5, -1.5, f32::MIN_POSITIVE, -f32::MIN_POSITIVE];
+        let values = [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1.5,
+            -1.5,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+        ];
         for &a in &values {
             for &b in &values {
                 assert_eq!(key(a).cmp(&key(b)), a.total_cmp(&b), "{a} {b}");

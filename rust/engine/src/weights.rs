@@ -129,11 +129,10 @@ impl Weights {
     /// Bytes of weights that one decode step reads: every layer's matrices
     /// and the output matrix (the embedding lookup reads one row).
     pub fn decode_bytes(&self) -> usize {
-        let layers: usize = self
-            .layers
-            .iter()
-            .map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down].iter().map(|m| m.bytes().len()).sum::<usize>())
-            .sum();
+        let layer_bytes = |l: &Layer| -> usize {
+            [&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down].iter().map(|m| m.bytes().len()).sum()
+        };
+        let layers: usize = self.layers.iter().map(layer_bytes).sum();
         layers + self.output_matrix().bytes().len()
     }
 }

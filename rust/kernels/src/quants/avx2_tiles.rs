@@ -241,15 +241,15 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
 // ------------------------------------------------------------------ helpers
 
 /// Prefetches what a one-token tile reads at block `b`, `ahead` bytes
-/// further on: the same block of the rows some tiles down (see
+/// further on, which is the same block of the rows some tiles down (see
 /// `super::prefetch_distance`). A tile's rows are adjacent, so they form
-/// one range read `step_bytes` (one block of each row) per step, and the
-/// step's share of that range is prefetched as one stream, a line per 64
-/// bytes. That touches each line once or twice instead of once per row
-/// and block: one core streamed Q8_0 rows of 640 elements at 29 GB/s
-/// instead of 10 (`bench_quants 640`, AMD EPYC Zen 4). Batch kernels reuse
-/// each row for many tokens, so they skip it. The addresses may lie past
-/// the matrix, because prefetches never fault.
+/// one range that the tile reads `step_bytes` (one block of each row) per
+/// step. The step's share of that range is prefetched as one stream, a
+/// line per 64 bytes, which touches each line once or twice instead of once
+/// per row and block. One core then streamed Q8_0 rows of 640 elements at
+/// 29 GB/s instead of 10 (`bench_quants 640`, AMD EPYC Zen 4). Batch kernels
+/// reuse each row for many tokens, so they skip it. The addresses may lie
+/// past the matrix, because prefetches never fault.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn prefetch_tile<const T: usize>(rows: *const u8, ahead: usize, b: usize, step_bytes: usize) {

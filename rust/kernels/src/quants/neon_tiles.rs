@@ -195,8 +195,8 @@ macro_rules! legacy_tile {
                     let block = w[r].add(b * $block_bytes);
                     // NOTE: the AVX2 one-token tiles prefetch the whole tile
                     // as one range, which tripled Q8_0 streaming of short rows
-                    // on AMD EPYC; this path still prefetches each row's
-                    // block, and nothing here has measured it on ARM hardware.
+                    // on AMD EPYC. This path still prefetches each row's block,
+                    // because no ARM hardware was at hand to measure a change.
                     prefetch_weights::<T>(block, ahead);
                     let (x_low, x_high) = $values(block);
                     let (dx, mx) = f16_pair(block);
