@@ -106,8 +106,8 @@ fn key(x: f32) -> i32 {
     bits ^ ((((bits >> 31) as u32) >> 1) as i32)
 }
 
-/// The first `k` logits by [`rank`], in no particular order; all of them
-/// when `k` is 0 or at least their number.
+/// Returns the first `k` logits by [`rank`] in no particular order, or all
+/// of them when `k` is 0 or at least their number.
 ///
 /// One pass keeps a threshold. Once the buffer contains several times `k`
 /// candidates, it is cut to the best `k`, and later logits at or below the
