@@ -99,8 +99,8 @@ fn rank(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
-/// `f32::total_cmp` as an integer: `key(a) < key(b)` exactly when `a`
-/// orders before `b`.
+/// Maps `x` to an integer in `f32::total_cmp` order: `key(a) < key(b)`
+/// exactly when `a` orders before `b`.
 fn key(x: f32) -> i32 {
     let bits = x.to_bits() as i32;
     bits ^ ((((bits >> 31) as u32) >> 1) as i32)
@@ -129,17 +129,21 @@ fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
         }
         candidates.push((i as u32, l));
         if candidates.len() == capacity {
-            candidates.select_nth_unstable_by(k - 1, rank);
-            candidates.truncate(k);
+            keep_first(&mut candidates, k);
             threshold = key(candidates[k - 1].1);
             cut = true;
         }
     }
     if candidates.len() > k {
-        candidates.select_nth_unstable_by(k - 1, rank);
-        candidates.truncate(k);
+        keep_first(&mut candidates, k);
     }
     candidates
+}
+
+/// Keeps the first `k` candidates by [`rank`], with the k-th last.
+fn keep_first(candidates: &mut Vec<(u32, f32)>, k: usize) {
+    candidates.select_nth_unstable_by(k - 1, rank);
+    candidates.truncate(k);
 }
 
 /// Smallest candidate buffer of [`top_k`], so a small k does not cut too often.

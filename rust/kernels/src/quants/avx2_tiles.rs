@@ -513,9 +513,16 @@ unsafe fn row_scales(blocks: &[*const u8; 4]) -> (__m256, __m256) {
 /// batch (the product requires bit-identical results for a token evaluated
 /// alone and inside a prompt). `terms` holds the activation's `[d, offset]`
 /// per block (see [`prepare_decode`]). The first `n_rows` results go to
-/// `out`. Q8_0 uses it; the unsigned formats use `decode_pair_kernel`.
+/// `out`.
+///
+/// `$sums(blocks, y)` returns the i32 sums of the 4 rows' blocks against
+/// the activation quants at `y`. `$scales` converts the rows' `d` and `m`
+/// to the same lanes, and `$finish` adds each row's two halves and its
+/// offset term. Q8_0 ([`sums_q8_0`], [`row_scales`], [`finish_lanes`]) keeps
+/// the lanes of the batch kernels, while the unsigned formats use the lanes
+/// of [`pair_row_sums`].
 macro_rules! decode_kernel {
-    ($name:ident, $block_bytes:expr, $act_bytes:expr, $qs:expr, $unpack:ident, $sums:ident, $has_m:expr, $coef:expr) => {
+    ($name:ident, $block_bytes:expr, $act_bytes:expr, $qs:expr, $sums:ident, $scales:ident, $finish:ident, $has_m:expr, $coef:expr) => {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn $name<const G: usize>(
             n_blocks: usize,
@@ -530,18 +537,16 @@ macro_rules! decode_kernel {
             let mut offsets = [_mm256_setzero_ps(); G];
             for b in 0..n_blocks {
                 prefetch_tile::<1>(w[0][0], ahead, b, 4 * G * $block_bytes);
-                let y = load(a.add(b * $act_bytes + $qs));
+                let y = a.add(b * $act_bytes + $qs);
                 let dy = _mm256_broadcast_ss(&*terms.add(2 * b));
                 let offset_term = _mm256_broadcast_ss(&*terms.add(2 * b + 1));
                 for g in 0..G {
                     let mut blocks = [w[g][0]; 4];
-                    let mut x = [_mm256_setzero_si256(); 4];
                     for r in 0..4 {
                         blocks[r] = w[g][r].add(b * $block_bytes);
-                        x[r] = $unpack(blocks[r]);
                     }
-                    let sums = $sums(&x, y);
-                    let (dx, m) = row_scales(&blocks);
+                    let sums = $sums(&blocks, y);
+                    let (dx, m) = $scales(&blocks);
                     acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sums), acc[g]);
                     if $has_m {
                         offsets[g] = _mm256_fmadd_ps(m, offset_term, offsets[g]);
@@ -553,7 +558,7 @@ macro_rules! decode_kernel {
             // Results go straight to `out`: returning them as an array cost a
             // `memcpy` call per tile.
             for g in 0..G {
-                let total = finish_lanes(acc[g], offsets[g], $coef);
+                let total = $finish(acc[g], offsets[g], $coef);
                 if 4 * g + 4 <= n_rows {
                     _mm_storeu_ps(out.add(4 * g), total);
                 } else {
@@ -568,7 +573,16 @@ macro_rules! decode_kernel {
     };
 }
 
-decode_kernel!(decode_q8_0, 34, 34, 2, signed_q8_0, row_sums_signed, false, 0.0);
+/// Sums 4 Q8_0 blocks against the activation quants at `y` with
+/// [`row_sums_signed`].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sums_q8_0(blocks: &[*const u8; 4], y: *const u8) -> __m256i {
+    let x = [signed_q8_0(blocks[0]), signed_q8_0(blocks[1]), signed_q8_0(blocks[2]), signed_q8_0(blocks[3])];
+    row_sums_signed(&x, load(y))
+}
+
+decode_kernel!(decode_q8_0, 34, 34, 2, sums_q8_0, row_scales, finish_lanes, false, 0.0);
 
 // -------------------------------------------- one token, unsigned 4-5 bits
 
@@ -585,7 +599,7 @@ unsafe fn pair_nibbles(a: *const u8, b: *const u8) -> (__m256i, __m256i) {
 
 /// Spreads the fifth bits of two blocks (the little-endian u32 at `a` and
 /// at `b`) to 0x10 bytes in the lanes of [`pair_nibbles`]. The first
-/// register holds bits 0..16 of each block, the second bits 16..32.
+/// register contains bits 0..16 of each block, the second bits 16..32.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pair_high_bits(a: *const u8, b: *const u8) -> (__m256i, __m256i) {
@@ -635,16 +649,18 @@ unsafe fn pair_q5_1(a: *const u8, b: *const u8) -> (__m256i, __m256i) {
     (_mm256_or_si256(low, low_bits), _mm256_or_si256(high, high_bits))
 }
 
-/// Sums of 16 byte products per row and half for 4 rows against one token,
-/// from the [`pair_nibbles`] layout of rows 0 and 1 (`x01`) and of rows 2
-/// and 3 (`x23`). `y_low` and `y_high` hold the activation's elements 0..16
-/// and 16..32 in both 128-bit lanes. Returns `[r0 low, r0 high, r2 low, r2
-/// high | r1 low, r1 high, r3 low, r3 high]`, the i32 sums that
+/// Sums of 16 byte products per row and half for 4 rows against the
+/// activation quants at `y`, from the [`pair_nibbles`] layout of rows 0
+/// and 1 (`x01`) and of rows 2 and 3 (`x23`). Each half of the activation
+/// is broadcast to both 128-bit lanes. Returns `[r0 low, r0 high, r2 low,
+/// r2 high | r1 low, r1 high, r3 low, r3 high]`, the i32 sums that
 /// [`token_sums_small`] computes for a token. Pair sums stay within +-8191
 /// as there, so the 16-bit horizontal add cannot overflow.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pair_row_sums(x01: (__m256i, __m256i), x23: (__m256i, __m256i), y_low: __m256i, y_high: __m256i) -> __m256i {
+unsafe fn pair_row_sums(x01: (__m256i, __m256i), x23: (__m256i, __m256i), y: *const u8) -> __m256i {
+    let y_low = _mm256_broadcastsi128_si256(_mm_loadu_si128(y as *const __m128i));
+    let y_high = _mm256_broadcastsi128_si256(_mm_loadu_si128(y.add(16) as *const __m128i));
     let ones = _mm256_set1_epi16(1);
     let t01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x01.0, y_low), _mm256_maddubs_epi16(x01.1, y_high));
     let t23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x23.0, y_low), _mm256_maddubs_epi16(x23.1, y_high));
@@ -676,72 +692,31 @@ unsafe fn finish_pair_lanes(acc: __m256, offsets: __m256, coef: f32) -> __m128 {
     _mm_fmadd_ps(_mm_set1_ps(coef), offsets, _mm_add_ps(low, high))
 }
 
-/// One-token kernel for unsigned 4- and 5-bit formats over `G` groups of 4
-/// rows, with the signature of `decode_kernel`. Two rows share each
-/// unpacking register, and the activation's halves are broadcast once per
-/// block, which saves about 6 of 53 operations per group and block (an
-/// estimate from counting them). One core decoded rows of 1024 in L2 4%
-/// (Q4_0) and 9% (Q4_1) faster, Q5_0 and Q5_1 1% (`bench_quants`, AMD
-/// EPYC Zen 4). Every output goes through the same f32 operations as in
-/// `decode_kernel`, so results stay bit-identical to the batch kernels.
-macro_rules! decode_pair_kernel {
-    ($name:ident, $block_bytes:expr, $act_bytes:expr, $qs:expr, $pair:ident, $has_m:expr, $coef:expr) => {
+/// Defines `$name`, which sums 4 blocks of an unsigned format, unpacked two
+/// at a time by `$pair`, with [`pair_row_sums`]. Two rows share each unpacking register, and each half
+/// of the activation is broadcast once, which saves about 6 of 53
+/// operations per 4-row step against unpacking row by row (an estimate from
+/// counting them). One core decoded rows of 1024 in L2 4% (Q4_0) and 9%
+/// (Q4_1) faster, Q5_0 and Q5_1 1% (`bench_quants`, AMD EPYC Zen 4).
+macro_rules! pair_sums {
+    ($name:ident, $pair:ident) => {
+        #[inline]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn $name<const G: usize>(
-            n_blocks: usize,
-            w: [[*const u8; 4]; G],
-            a: *const u8,
-            terms: *const f32,
-            ahead: usize,
-            out: *mut f32,
-            n_rows: usize,
-        ) {
-            let mut acc = [_mm256_setzero_ps(); G];
-            let mut offsets = [_mm256_setzero_ps(); G];
-            for b in 0..n_blocks {
-                prefetch_tile::<1>(w[0][0], ahead, b, 4 * G * $block_bytes);
-                let y = a.add(b * $act_bytes + $qs);
-                let y_low = _mm256_broadcastsi128_si256(_mm_loadu_si128(y as *const __m128i));
-                let y_high = _mm256_broadcastsi128_si256(_mm_loadu_si128(y.add(16) as *const __m128i));
-                let dy = _mm256_broadcast_ss(&*terms.add(2 * b));
-                let offset_term = _mm256_broadcast_ss(&*terms.add(2 * b + 1));
-                for g in 0..G {
-                    let mut blocks = [w[g][0]; 4];
-                    for r in 0..4 {
-                        blocks[r] = w[g][r].add(b * $block_bytes);
-                    }
-                    let x01 = $pair(blocks[0], blocks[1]);
-                    let x23 = $pair(blocks[2], blocks[3]);
-                    let sums = pair_row_sums(x01, x23, y_low, y_high);
-                    let (dx, m) = pair_row_scales(&blocks);
-                    acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy), _mm256_cvtepi32_ps(sums), acc[g]);
-                    if $has_m {
-                        offsets[g] = _mm256_fmadd_ps(m, offset_term, offsets[g]);
-                    } else {
-                        offsets[g] = _mm256_fmadd_ps(dx, offset_term, offsets[g]);
-                    }
-                }
-            }
-            for g in 0..G {
-                let total = finish_pair_lanes(acc[g], offsets[g], $coef);
-                if 4 * g + 4 <= n_rows {
-                    _mm_storeu_ps(out.add(4 * g), total);
-                } else {
-                    let mut partial = [0.0f32; 4];
-                    _mm_storeu_ps(partial.as_mut_ptr(), total);
-                    for r in 4 * g..n_rows {
-                        *out.add(r) = partial[r - 4 * g];
-                    }
-                }
-            }
+        unsafe fn $name(blocks: &[*const u8; 4], y: *const u8) -> __m256i {
+            pair_row_sums($pair(blocks[0], blocks[1]), $pair(blocks[2], blocks[3]), y)
         }
     };
 }
 
-decode_pair_kernel!(decode_q4_0, 18, 34, 2, pair_q4_0, false, -8.0);
-decode_pair_kernel!(decode_q5_0, 22, 34, 2, pair_q5_0, false, -16.0);
-decode_pair_kernel!(decode_q4_1, 20, 36, 4, pair_q4_1, true, 1.0);
-decode_pair_kernel!(decode_q5_1, 24, 36, 4, pair_q5_1, true, 1.0);
+pair_sums!(sums_q4_0, pair_q4_0);
+pair_sums!(sums_q5_0, pair_q5_0);
+pair_sums!(sums_q4_1, pair_q4_1);
+pair_sums!(sums_q5_1, pair_q5_1);
+
+decode_kernel!(decode_q4_0, 18, 34, 2, sums_q4_0, pair_row_scales, finish_pair_lanes, false, -8.0);
+decode_kernel!(decode_q5_0, 22, 34, 2, sums_q5_0, pair_row_scales, finish_pair_lanes, false, -16.0);
+decode_kernel!(decode_q4_1, 20, 36, 4, sums_q4_1, pair_row_scales, finish_pair_lanes, true, 1.0);
+decode_kernel!(decode_q5_1, 24, 36, 4, sums_q5_1, pair_row_scales, finish_pair_lanes, true, 1.0);
 
 // ---------------------------------------------------------------- K-quants
 
