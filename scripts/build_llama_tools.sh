@@ -6,7 +6,13 @@
 # Usage: scripts/build_llama_tools.sh [BUILD_ROOT]
 # BUILD_ROOT defaults to /tmp/llama-tools. The binaries end up in
 # BUILD_ROOT/build/bin/. Nothing is written inside the repository.
-# Environment: LLAMA_CPP_PYTHON_VERSION (default 0.3.36), JOBS (default 2).
+# Environment: LLAMA_CPP_PYTHON_VERSION (default 0.3.36), JOBS (default 2),
+# GGML_NATIVE (default ON) and EXTRA_CMAKE_ARGS, added to the configure step.
+# On a VM whose CPU lists AMX but faults on ggml's AMX kernels (llama-bench
+# dies with SIGILL in tinygemm_kernel_amx), build without AMX:
+#   GGML_NATIVE=OFF EXTRA_CMAKE_ARGS="-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON
+#   -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON"
+#   scripts/build_llama_tools.sh /tmp/llama-noamx
 set -euo pipefail
 
 VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
@@ -46,8 +52,9 @@ cmake -S "$SRC" -B "$BUILD" \
     -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=OFF \
-    -DGGML_NATIVE=ON \
-    -DLLAMA_CURL=OFF
+    -DGGML_NATIVE="${GGML_NATIVE:-ON}" \
+    -DLLAMA_CURL=OFF \
+    ${EXTRA_CMAKE_ARGS:-}
 cmake --build "$BUILD" --target llama-bench llama-perplexity -j "$JOBS"
 
 echo "built: $BUILD/bin/llama-bench $BUILD/bin/llama-perplexity"

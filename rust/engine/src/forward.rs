@@ -12,7 +12,7 @@ use crate::attention::{self, Shape};
 use crate::centering::chunk_start;
 use crate::config::{Arch, Config, LayerAttention};
 use crate::kv_cache::{KvCache, LayerCache, SINK_POSITION};
-use crate::matmul::{matmul, matmul_many};
+use crate::matmul::{gated_hidden, matmul, matmul_encoded, matmul_many};
 use crate::model::Model;
 use crate::weights::Layer;
 
@@ -249,9 +249,12 @@ fn write_token(c: &Config, cache: &mut LayerCache, pos: usize, t: usize, b: &Bat
 /// Attends tokens `t0..t1` of the batch into `b.attn`.
 fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1: usize, b: &mut Batch) {
     let c = &model.config;
-    let shape = Shape { head_dim: c.head_dim, n_head: c.n_head, group: c.gqa_ratio(), scale: c.attn_scale };
     let out = &mut b.attn[t0 * c.n_head * c.head_dim..t1 * c.n_head * c.head_dim];
-    attention::attend(&model.pool, cache, &shape, c.n_kv_heads, n_past, t0, t1, &b.q, out);
+    attention::attend(&model.pool, cache, &shape(c), c.n_kv_heads, n_past, t0, t1, &b.q, out);
+}
+
+fn shape(c: &Config) -> Shape {
+    Shape { head_dim: c.head_dim, n_head: c.n_head, group: c.gqa_ratio(), scale: c.attn_scale }
 }
 
 /// Writes the batch's keys and values and computes attention.
@@ -280,12 +283,18 @@ fn ffn_block(model: &Model, layer: &Layer, b: &mut Batch) {
     let pool = &model.pool;
 
     rms_norm_rows(&mut b.xn, &b.x, &layer.ffn_norm, c.rms_eps);
-    matmul_many(pool, &b.xn, &mut [(&layer.ffn_gate, &mut b.gate), (&layer.ffn_up, &mut b.up)]);
-    match c.arch {
-        Arch::Llama => ops::silu_mul(&mut b.gate, &b.up),
-        Arch::Gemma3 => ops::gelu_tanh_mul(&mut b.gate, &b.up),
+    let act: fn(&mut [f32], &[f32]) = match c.arch {
+        Arch::Llama => ops::silu_mul,
+        Arch::Gemma3 => ops::gelu_tanh_mul,
+    };
+    if b.n == 1 {
+        let hidden = gated_hidden(pool, &layer.ffn_gate, &layer.ffn_up, &layer.ffn_down, act, &b.xn, &mut b.gate, &mut b.up);
+        matmul_encoded(pool, &layer.ffn_down, &hidden, &mut b.proj);
+    } else {
+        matmul_many(pool, &b.xn, &mut [(&layer.ffn_gate, &mut b.gate), (&layer.ffn_up, &mut b.up)]);
+        act(&mut b.gate, &b.up);
+        matmul(pool, &layer.ffn_down, &b.gate, &mut b.proj);
     }
-    matmul(pool, &layer.ffn_down, &b.gate, &mut b.proj);
     if let Some(post) = &layer.post_ffn_norm {
         rms_norm_rows_inplace(&mut b.proj, post, c.rms_eps);
     }

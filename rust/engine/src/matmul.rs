@@ -83,6 +83,13 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+/// [`SharedOut`] for encoded activation bytes.
+#[derive(Clone, Copy)]
+struct SharedBytes(*mut u8);
+// SAFETY: every task writes a disjoint set of blocks.
+unsafe impl Send for SharedBytes {}
+unsafe impl Sync for SharedBytes {}
+
 /// `out[t * n_out + r] = dot(w.row(r), x[t])` for every token `t`.
 ///
 /// `x` holds `n_tokens` rows of `w.n_in` floats; `out` has room for
@@ -145,6 +152,87 @@ pub fn matmul_many(pool: &WorkerPool, x: &[f32], products: &mut [(&Matrix, &mut 
 
 /// Products that [`matmul_many`] runs in one dispatch at most.
 const MAX_FUSED: usize = 4;
+
+/// Computes one token's gated FFN hidden state, `act(gate x) * (up x)`,
+/// into `gate_out` (`up_out` receives `up x`) and returns it encoded for
+/// `down`.
+///
+/// Each task computes the same rows of both products, applies `act` to them
+/// and, when its rows fill whole blocks of `down`'s activation encoding,
+/// encodes them too. So the activation and the encoding of the down
+/// product's input run on every thread instead of on the caller between two
+/// dispatches. Bits match [`matmul_many`] followed by `act` and
+/// [`Activations::encode`]: every step works element by element or block by
+/// block.
+#[allow(clippy::too_many_arguments)]
+pub fn gated_hidden(
+    pool: &WorkerPool,
+    gate: &Matrix,
+    up: &Matrix,
+    down: &Matrix,
+    act: fn(&mut [f32], &[f32]),
+    x: &[f32],
+    gate_out: &mut [f32],
+    up_out: &mut [f32],
+) -> Activations {
+    let n_ff = gate.n_out;
+    let paired = gate.ty == up.ty && gate.n_in == up.n_in && up.n_out == n_ff && down.n_in == n_ff && x.len() == gate.n_in;
+    if !paired {
+        matmul_many(pool, x, &mut [(gate, &mut *gate_out), (up, &mut *up_out)]);
+        act(&mut gate_out[..n_ff], &up_out[..n_ff]);
+        return Activations::encode(down.ty, &gate_out[..n_ff], n_ff);
+    }
+    assert!(gate_out.len() >= n_ff);
+    assert!(up_out.len() >= n_ff);
+
+    let input = Activations::encode(gate.ty, x, gate.n_in);
+    let mut hidden = Activations::alloc(down.ty, 1, n_ff);
+    let block = hidden.ty.block_size();
+    let block_bytes = hidden.row_bytes / (n_ff / block);
+    // Half the rows of a fused gate and up dispatch, so each task streams as
+    // many weight bytes as a task of `matmul_many` would.
+    let mut per_task = (rows_per_task(2 * n_ff, pool.n_threads(), 1) / 2).max(1);
+    let encode_in_tasks = block <= MAX_BLOCK_ENCODED_IN_TASKS || per_task >= n_ff;
+    // The activation's SIMD paths take 8 lanes and finish a slice's tail in
+    // scalar code, so every task starts on a multiple of 8 to keep its bits.
+    let multiple = if encode_in_tasks { block.max(8) } else { 8 };
+    per_task = ((per_task + multiple - 1) / multiple * multiple).min(n_ff);
+
+    let (g_ptr, u_ptr) = (SharedOut(gate_out.as_mut_ptr()), SharedOut(up_out.as_mut_ptr()));
+    let h_ptr = SharedBytes(hidden.data.as_mut_ptr());
+    let hidden_ty = hidden.ty;
+    let run = |task: usize| {
+        let (g_ptr, u_ptr, h_ptr) = (g_ptr, u_ptr, h_ptr);
+        let r0 = task * per_task;
+        let n_rows = per_task.min(n_ff - r0);
+        // SAFETY: rows r0..r0 + n_rows of both outputs belong to this task
+        // alone, and both outputs hold n_ff floats.
+        let g = unsafe { std::slice::from_raw_parts_mut(g_ptr.0.add(r0), n_rows) };
+        let u = unsafe { std::slice::from_raw_parts_mut(u_ptr.0.add(r0), n_rows) };
+        quants::vec_dot_rows(gate.ty, gate.n_in, &gate.bytes()[r0 * gate.row_bytes..], gate.row_bytes, input.row(0), g);
+        quants::vec_dot_rows(up.ty, up.n_in, &up.bytes()[r0 * up.row_bytes..], up.row_bytes, input.row(0), u);
+        act(g, u);
+        if encode_in_tasks {
+            let bytes = n_rows / block * block_bytes;
+            // SAFETY: r0 and n_rows are multiples of `block` here, so these
+            // are the blocks of rows r0..r0 + n_rows, this task's alone.
+            let h = unsafe { std::slice::from_raw_parts_mut(h_ptr.0.add(r0 / block * block_bytes), bytes) };
+            encode_row(hidden_ty, g, h);
+        }
+    };
+    pool.run((n_ff + per_task - 1) / per_task, &run);
+
+    if !encode_in_tasks {
+        encode_row(hidden.ty, &gate_out[..n_ff], &mut hidden.data);
+    }
+    hidden
+}
+
+/// Activation encodings with blocks up to this size are encoded inside
+/// [`gated_hidden`]'s tasks. Larger blocks (Q8_K's 256) would force tasks
+/// so large that the caller waits longer for the last one than encoding
+/// takes.
+const MAX_BLOCK_ENCODED_IN_TASKS: usize = 32;
 
 /// [`matmul`] with activations already encoded for `w`'s type.
 pub fn matmul_encoded(pool: &WorkerPool, w: &Matrix, act: &Activations, out: &mut [f32]) {
