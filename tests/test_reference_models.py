@@ -205,6 +205,14 @@ def test_mixed_types_and_separate_output(tmp_path, arch):
 
 
 @pytest.mark.parametrize("arch", sorted(WRITERS))
+def test_decode_matches_batch_bits(tmp_path, arch):
+    """Decode splits n_ff 600 into FFN tasks of 24 rows on 2 threads, and the logits keep the batch's bits."""
+    path, _ = build(tmp_path, arch, n_ff=600)
+    tokens = tokens_for(path, 6)
+    np.testing.assert_array_equal(engine_logits_stepwise(path, tokens), engine_logits(path, tokens))
+
+
+@pytest.mark.parametrize("arch", sorted(WRITERS))
 def test_separate_output_float(tmp_path, arch):
     path, _ = build(tmp_path, arch, tied_output=False)
     tokens = tokens_for(path, 10)

@@ -157,13 +157,14 @@ const MAX_FUSED: usize = 4;
 /// into `gate_out` (`up_out` receives `up x`) and returns it encoded for
 /// `down`.
 ///
-/// Each task computes the same rows of both products, applies `act` to them
-/// and, when its rows fill whole blocks of `down`'s activation encoding,
-/// encodes them too. So the activation and the encoding of the down
-/// product's input run on every thread instead of on the caller between two
-/// dispatches. Bits match [`matmul_many`] followed by `act` and
-/// [`Activations::encode`]: every step works element by element or block by
-/// block.
+/// Each task computes the same rows of both products and applies `act` to
+/// them. When `down`'s activation encoding has blocks of at most
+/// [`MAX_BLOCK_ENCODED_IN_TASKS`] elements (or one task covers all rows),
+/// each task also encodes its rows. So the activation and the encoding run
+/// on every thread instead of on the caller between two dispatches. Bits
+/// match [`matmul_many`] followed by `act` and [`Activations::encode`]:
+/// encoding works block by block, and tasks start on multiples of 8 rows,
+/// so the activation's SIMD lanes and scalar tail cover the same elements.
 #[allow(clippy::too_many_arguments)]
 pub fn gated_hidden(
     pool: &WorkerPool,
@@ -175,8 +176,10 @@ pub fn gated_hidden(
     gate_out: &mut [f32],
     up_out: &mut [f32],
 ) -> Activations {
+    assert_eq!(x.len(), gate.n_in, "gated_hidden takes one token");
     let n_ff = gate.n_out;
-    let paired = gate.ty == up.ty && gate.n_in == up.n_in && up.n_out == n_ff && down.n_in == n_ff && x.len() == gate.n_in;
+    let shared_input = gate.ty.vec_dot_type() == up.ty.vec_dot_type() && gate.n_in == up.n_in;
+    let paired = shared_input && up.n_out == n_ff && down.n_in == n_ff;
     if !paired {
         matmul_many(pool, x, &mut [(gate, &mut *gate_out), (up, &mut *up_out)]);
         act(&mut gate_out[..n_ff], &up_out[..n_ff]);
@@ -189,12 +192,12 @@ pub fn gated_hidden(
     let mut hidden = Activations::alloc(down.ty, 1, n_ff);
     let block = hidden.ty.block_size();
     let block_bytes = hidden.row_bytes / (n_ff / block);
-    // Half the rows of a fused gate and up dispatch, so each task streams as
-    // many weight bytes as a task of `matmul_many` would.
+    // Half the rows of a fused gate and up dispatch, so that before rounding
+    // each task streams as many weight bytes as a task of `matmul_many`.
     let mut per_task = (rows_per_task(2 * n_ff, pool.n_threads(), 1) / 2).max(1);
     let encode_in_tasks = block <= MAX_BLOCK_ENCODED_IN_TASKS || per_task >= n_ff;
-    // The activation's SIMD paths take 8 lanes and finish a slice's tail in
-    // scalar code, so every task starts on a multiple of 8 to keep its bits.
+    // The activation's SIMD paths take 8 lanes (AVX2) or 4 (NEON) and finish
+    // a slice's tail in scalar code, so tasks start on multiples of 8.
     let multiple = if encode_in_tasks { block.max(8) } else { 8 };
     per_task = ((per_task + multiple - 1) / multiple * multiple).min(n_ff);
 
