@@ -1,5 +1,7 @@
-//! Times fp32 greedy decode of MODEL with 1 and 2 threads, alternating
-//! blocks of steps so that load from other processes hits both alike.
+//! Times greedy decode of MODEL with 1 and 2 threads, alternating blocks
+//! of steps so that load from other processes hits both alike. The cache
+//! is fp32 unless the environment variable `KV_TYPE` names another type
+//! for keys and values (`KV_TYPE=turbo_kv_4b`).
 //!
 //! Each round also times a loop that only does arithmetic in registers on
 //! 1 and on 2 threads. Its ratio is the most any program can gain from a
@@ -30,8 +32,8 @@ use turbokv_engine::sampler::argmax;
 use turbokv_engine::{KvType, LogitsWanted, Model, Session};
 
 /// Returns tokens per second over `steps` greedy decode steps after a short prompt.
-fn decode_rate(model: &Arc<Model>, steps: usize) -> f64 {
-    let mut session = Session::new(Arc::clone(model), 512, KvType::F32, KvType::F32).expect("session");
+fn decode_rate(model: &Arc<Model>, kv_type: KvType, steps: usize) -> f64 {
+    let mut session = Session::new(Arc::clone(model), 512, kv_type, kv_type).expect("session");
     let prompt = model.tokenizer.encode("The quick brown fox jumps over the lazy dog.", true, false);
     let mut token = argmax(&session.eval(&prompt, LogitsWanted::Last).expect("prompt")) as u32;
     model.pool.take_stats();
@@ -125,6 +127,8 @@ fn main() {
     let rounds: usize = args.get(2).map_or(10, |s| s.parse().expect("ROUNDS must be a number"));
     let steps: usize = args.get(3).map_or(32, |s| s.parse().expect("STEPS must be a number"));
     let min_idle: f64 = args.get(4).map_or(0.0, |s| s.parse().expect("MIN_IDLE must be a number"));
+    let kv_name = std::env::var("KV_TYPE").unwrap_or_else(|_| "fp32".to_string());
+    let kv_type = KvType::from_name(&kv_name).unwrap_or_else(|e| panic!("KV_TYPE {kv_name:?}: {e}"));
 
     let models: Vec<Arc<Model>> = [1, 2].iter().map(|&n| Arc::new(Model::load(path, n).expect("model"))).collect();
     let mut rates = vec![Vec::new(); models.len()];
@@ -135,14 +139,14 @@ fn main() {
     // of the tasks and its wait for the worker, as fractions of the step.
     let mut dispatch = Vec::new();
     for model in &models {
-        decode_rate(model, 4);
+        decode_rate(model, kv_type, 4);
     }
     for _ in 0..rounds {
         if min_idle > 0.0 {
             wait_until_idle(min_idle);
         }
         for (model, rates) in models.iter().zip(&mut rates) {
-            rates.push(decode_rate(model, steps));
+            rates.push(decode_rate(model, kv_type, steps));
         }
         let stats = models[1].pool.take_stats();
         let step = 1.0 / rates[1].last().expect("a block just ran");
@@ -157,7 +161,7 @@ fn main() {
     }
     let rate_1 = median(rates[0].clone());
     let rate_2 = median(rates[1].clone());
-    println!("1 thread {rate_1:.0} tok/s, 2 threads {rate_2:.0} tok/s, ratio {:.2}x", rate_2 / rate_1);
+    println!("{kv_name} cache: 1 thread {rate_1:.0} tok/s, 2 threads {rate_2:.0} tok/s, ratio {:.2}x", rate_2 / rate_1);
     println!("register-only loop on 2 threads: {:.2}x of 1 thread (the machine's ceiling)", median(ceilings.clone()));
     let gb = |bytes_per_s: f64| bytes_per_s / 1e9;
     let step_bytes = models[0].weights.decode_bytes() as f64;
