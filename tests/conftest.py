@@ -9,11 +9,18 @@ test instead of skipping it:
 
 import importlib.util
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# A shell without job control starts background jobs with SIGINT ignored, and
+# Python then never raises KeyboardInterrupt, nor do the `turbokv` processes
+# the tests start. Restoring Python's handler lets the Ctrl-C tests run there.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
