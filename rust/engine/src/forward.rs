@@ -249,12 +249,9 @@ fn write_token(c: &Config, cache: &mut LayerCache, pos: usize, t: usize, b: &Bat
 /// Attends tokens `t0..t1` of the batch into `b.attn`.
 fn attend_tokens(model: &Model, cache: &LayerCache, n_past: usize, t0: usize, t1: usize, b: &mut Batch) {
     let c = &model.config;
+    let shape = Shape { head_dim: c.head_dim, n_head: c.n_head, group: c.gqa_ratio(), scale: c.attn_scale };
     let out = &mut b.attn[t0 * c.n_head * c.head_dim..t1 * c.n_head * c.head_dim];
-    attention::attend(&model.pool, cache, &shape(c), c.n_kv_heads, n_past, t0, t1, &b.q, out);
-}
-
-fn shape(c: &Config) -> Shape {
-    Shape { head_dim: c.head_dim, n_head: c.n_head, group: c.gqa_ratio(), scale: c.attn_scale }
+    attention::attend(&model.pool, cache, &shape, c.n_kv_heads, n_past, t0, t1, &b.q, out);
 }
 
 /// Writes the batch's keys and values and computes attention.

@@ -78,17 +78,10 @@ fn encode_row(act_ty: GgmlType, src: &[f32], dst: &mut [u8]) {
 
 /// A raw pointer that tasks write disjoint elements through.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+struct SharedOut<T>(*mut T);
 // SAFETY: every task writes a disjoint set of indices.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-/// [`SharedOut`] for encoded activation bytes.
-#[derive(Clone, Copy)]
-struct SharedBytes(*mut u8);
-// SAFETY: every task writes a disjoint set of blocks.
-unsafe impl Send for SharedBytes {}
-unsafe impl Sync for SharedBytes {}
+unsafe impl<T: Send> Send for SharedOut<T> {}
+unsafe impl<T: Send> Sync for SharedOut<T> {}
 
 /// `out[t * n_out + r] = dot(w.row(r), x[t])` for every token `t`.
 ///
@@ -202,7 +195,7 @@ pub fn gated_hidden(
     per_task = ((per_task + multiple - 1) / multiple * multiple).min(n_ff);
 
     let (g_ptr, u_ptr) = (SharedOut(gate_out.as_mut_ptr()), SharedOut(up_out.as_mut_ptr()));
-    let h_ptr = SharedBytes(hidden.data.as_mut_ptr());
+    let h_ptr = SharedOut(hidden.data.as_mut_ptr());
     let hidden_ty = hidden.ty;
     let run = |task: usize| {
         let (g_ptr, u_ptr, h_ptr) = (g_ptr, u_ptr, h_ptr);

@@ -636,16 +636,22 @@ unsafe fn pair_q4_1(a: *const u8, b: *const u8) -> (__m256i, __m256i) {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pair_q5_0(a: *const u8, b: *const u8) -> (__m256i, __m256i) {
-    let (low, high) = pair_nibbles(a.add(6), b.add(6));
-    let (low_bits, high_bits) = pair_high_bits(a.add(2), b.add(2));
-    (_mm256_or_si256(low, low_bits), _mm256_or_si256(high, high_bits))
+    pair_q5(a, b, 2, 6)
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pair_q5_1(a: *const u8, b: *const u8) -> (__m256i, __m256i) {
-    let (low, high) = pair_nibbles(a.add(8), b.add(8));
-    let (low_bits, high_bits) = pair_high_bits(a.add(4), b.add(4));
+    pair_q5(a, b, 4, 8)
+}
+
+/// Unpacks two 5-bit blocks whose fifth bits start at byte `high_bits` and
+/// whose nibbles start at byte `nibbles` of each block.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pair_q5(a: *const u8, b: *const u8, high_bits: usize, nibbles: usize) -> (__m256i, __m256i) {
+    let (low, high) = pair_nibbles(a.add(nibbles), b.add(nibbles));
+    let (low_bits, high_bits) = pair_high_bits(a.add(high_bits), b.add(high_bits));
     (_mm256_or_si256(low, low_bits), _mm256_or_si256(high, high_bits))
 }
 
