@@ -645,13 +645,13 @@ unsafe fn pair_q5_1(a: *const u8, b: *const u8) -> (__m256i, __m256i) {
     pair_q5(a, b, 4, 8)
 }
 
-/// Unpacks two 5-bit blocks whose fifth bits start at byte `high_bits` and
-/// whose nibbles start at byte `nibbles` of each block.
+/// Unpacks two 5-bit blocks whose fifth bits start at byte `bits_at` and
+/// whose nibbles start at byte `nibbles_at` of each block.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pair_q5(a: *const u8, b: *const u8, high_bits: usize, nibbles: usize) -> (__m256i, __m256i) {
-    let (low, high) = pair_nibbles(a.add(nibbles), b.add(nibbles));
-    let (low_bits, high_bits) = pair_high_bits(a.add(high_bits), b.add(high_bits));
+unsafe fn pair_q5(a: *const u8, b: *const u8, bits_at: usize, nibbles_at: usize) -> (__m256i, __m256i) {
+    let (low, high) = pair_nibbles(a.add(nibbles_at), b.add(nibbles_at));
+    let (low_bits, high_bits) = pair_high_bits(a.add(bits_at), b.add(bits_at));
     (_mm256_or_si256(low, low_bits), _mm256_or_si256(high, high_bits))
 }
 
