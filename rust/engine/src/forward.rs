@@ -11,7 +11,7 @@ use turbokv_kernels::ops;
 use crate::attention::{self, Shape};
 use crate::centering::chunk_start;
 use crate::config::{Arch, Config, LayerAttention};
-use crate::kv_cache::{KvCache, LayerCache, SINK_POSITION};
+use crate::kv_cache::{KvCache, LayerCache, RotatedCenter, SINK_POSITION};
 use crate::matmul::{gated_hidden, matmul, matmul_encoded, matmul_many};
 use crate::model::Model;
 use crate::weights::Layer;
@@ -28,6 +28,18 @@ struct Batch {
     proj: Vec<f32>,   // [n][n_embd], output of wo or ffn_down
     gate: Vec<f32>,   // [n][n_ff]
     up: Vec<f32>,     // [n][n_ff]
+    /// Rope angles of the batch's positions, one table per rope setting
+    /// the layers use so far.
+    rope: Vec<RopeTable>,
+}
+
+/// Cosines and sines of the rope angles of a batch's positions for one
+/// (`rope_theta`, `rope_freq_scale`) setting, shared by its layers.
+struct RopeTable {
+    theta: f32,
+    freq_scale: f32,
+    cos: Vec<f32>, // [n][n_rot / 2]
+    sin: Vec<f32>, // [n][n_rot / 2]
 }
 
 impl Batch {
@@ -45,6 +57,7 @@ impl Batch {
             proj: vec![0.0; n * c.n_embd],
             gate: vec![0.0; n * c.n_ff],
             up: vec![0.0; n * c.n_ff],
+            rope: Vec::new(),
         }
     }
 }
@@ -137,19 +150,33 @@ pub fn rope_angles(c: &Config, layer: &LayerAttention, freq_factors: Option<&[f3
 
 fn apply_rope(c: &Config, model: &Model, layer: &LayerAttention, n_past: usize, b: &mut Batch) {
     let d = c.head_dim;
+    let half = c.n_rot / 2;
     let neox = c.arch == Arch::Gemma3;
-    let mut cos = vec![0.0f32; c.n_rot / 2];
-    let mut sin = vec![0.0f32; c.n_rot / 2];
-    let factors = model.weights.rope_freqs.as_deref();
+    let same = |t: &RopeTable| t.theta.to_bits() == layer.rope_theta.to_bits() && t.freq_scale.to_bits() == layer.rope_freq_scale.to_bits();
+    let table = match b.rope.iter().position(same) {
+        Some(i) => &b.rope[i],
+        None => {
+            let factors = model.weights.rope_freqs.as_deref();
+            let mut cos = vec![0.0f32; b.n * half];
+            let mut sin = vec![0.0f32; b.n * half];
+            for t in 0..b.n {
+                rope_angles(c, layer, factors, n_past + t, &mut cos[t * half..(t + 1) * half], &mut sin[t * half..(t + 1) * half]);
+            }
+            b.rope.push(RopeTable { theta: layer.rope_theta, freq_scale: layer.rope_freq_scale, cos, sin });
+            &b.rope[b.rope.len() - 1]
+        }
+    };
+
     let q_dim = c.n_head * d;
     let kv_dim = c.n_kv_heads * d;
     for t in 0..b.n {
-        rope_angles(c, layer, factors, n_past + t, &mut cos, &mut sin);
+        let cos = &table.cos[t * half..(t + 1) * half];
+        let sin = &table.sin[t * half..(t + 1) * half];
         for head in b.q[t * q_dim..(t + 1) * q_dim].chunks_exact_mut(d) {
-            ops::rope(head, &cos, &sin, neox);
+            ops::rope(head, cos, sin, neox);
         }
         for head in b.k[t * kv_dim..(t + 1) * kv_dim].chunks_exact_mut(d) {
-            ops::rope(head, &cos, &sin, neox);
+            ops::rope(head, cos, sin, neox);
         }
     }
 }
@@ -203,29 +230,29 @@ fn project_qkv(model: &Model, layer: &Layer, b: &mut Batch) {
 
 /// Centers and scales the batch's keys after rope, for TurboQuant key
 /// caches: `k = (k - R(p0) c) / s` with `p0` the first position of the
-/// key's center chunk (see `crate::centering`).
-fn subtract_centers(c: &Config, model: &Model, layer: &LayerAttention, cache: &LayerCache, n_past: usize, b: &mut Batch) {
+/// key's center chunk (see `crate::centering`). The cache keeps the last
+/// chunk's rotated centers for the next decode step.
+fn subtract_centers(c: &Config, model: &Model, layer: &LayerAttention, cache: &mut LayerCache, n_past: usize, b: &mut Batch) {
     let d = c.head_dim;
     let kv_dim = c.n_kv_heads * d;
     if let Some(center) = &cache.key_center {
         let neox = c.arch == Arch::Gemma3;
         let factors = model.weights.rope_freqs.as_deref();
-        let mut cos = vec![0.0f32; c.n_rot / 2];
-        let mut sin = vec![0.0f32; c.n_rot / 2];
-        let mut rotated = center.clone();
-        let mut rotated_at = usize::MAX;
+        let rotated = cache.rotated_center.get_or_insert_with(|| RotatedCenter { at: usize::MAX, key: center.clone() });
         for t in 0..b.n {
             let p0 = chunk_start(n_past + t);
-            if p0 != rotated_at {
+            if p0 != rotated.at {
+                let mut cos = vec![0.0f32; c.n_rot / 2];
+                let mut sin = vec![0.0f32; c.n_rot / 2];
                 rope_angles(c, layer, factors, p0, &mut cos, &mut sin);
-                rotated.copy_from_slice(center);
-                for head in rotated.chunks_exact_mut(d) {
+                rotated.key.copy_from_slice(center);
+                for head in rotated.key.chunks_exact_mut(d) {
                     ops::rope(head, &cos, &sin, neox);
                 }
-                rotated_at = p0;
+                rotated.at = p0;
             }
             let row = &mut b.k[t * kv_dim..(t + 1) * kv_dim];
-            row.iter_mut().zip(&rotated).for_each(|(x, m)| *x -= m);
+            row.iter_mut().zip(&rotated.key).for_each(|(x, m)| *x -= m);
         }
     }
     if let Some(scale) = &cache.key_scale {

@@ -253,9 +253,20 @@ pub struct LayerCache {
     /// The pairs' angles at each center chunk start, shared by layers with
     /// the same rotation rates.
     pub chunk_angles: Option<Arc<ChunkAngles>>,
+    /// The centers after rope at the start of the last center chunk keys
+    /// were written in, kept for the next token of the same chunk.
+    pub rotated_center: Option<RotatedCenter>,
     /// The key of position 0 in binary16, `[n_kv_heads][head_dim]`, for
     /// TurboQuant key caches (see [`SINK_POSITION`]).
     pub sink_key: Option<Vec<u16>>,
+}
+
+/// Key centers rotated by rope to the first position of a center chunk.
+pub struct RotatedCenter {
+    /// The chunk's first position.
+    pub at: usize,
+    /// `[n_kv_heads][head_dim]`
+    pub key: Vec<f32>,
 }
 
 impl LayerCache {
@@ -348,6 +359,7 @@ impl KvCache {
                 key_scale: None,
                 rope_pairs: Vec::new(),
                 chunk_angles: None,
+                rotated_center: None,
                 sink_key: sink_key_len(k_type, n_kv_heads, head_dim).map(|n| vec![0u16; n]),
             });
         }
@@ -367,6 +379,7 @@ impl KvCache {
         let mut shared: Vec<Arc<ChunkAngles>> = Vec::new();
         for (layer, center) in self.layers.iter_mut().zip(centers) {
             layer.key_center = Some(center.key.clone());
+            layer.rotated_center = None;
             if std::env::var_os("TURBOKV_NO_KEY_SCALE").is_none() {
                 layer.key_scale = Some(center.key_scale.clone());
             }

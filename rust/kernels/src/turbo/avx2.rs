@@ -10,14 +10,12 @@
 use std::arch::x86_64::*;
 use std::ptr;
 
-use super::codebook::codebook;
+use super::codebook::{codebook, Codebook};
 use super::rotation::{inv_sqrt_len, SIGN_MASKS};
 use super::scalar::write_scale;
-use super::{code_bytes, ScaleRule, TurboBits, MAX_BLOCK, SCALE_RULE};
+use super::{code_bytes, ScaleRule, TurboBits, SCALE_RULE};
 use crate::f16::f16_to_f32;
 use crate::ops::avx2::hsum;
-
-const MAX_GROUPS: usize = MAX_BLOCK / 8;
 
 /// The codebook in registers: entries 8k..8k+7 in `t[k]`.
 type Tables = [__m256; 4];
@@ -161,18 +159,36 @@ unsafe fn scale_all(v: &mut [__m256], s: f32) {
     }
 }
 
+/// Calls `$f::<G>($args)` with `G = $groups`, a power of two up to
+/// 16 (blocks of 8 to 128), so that each block length gets a fully unrolled copy.
+macro_rules! with_groups {
+    ($groups:expr, $f:ident $(::<$($p:tt),*>)?, ($($arg:expr),*)) => {
+        match $groups {
+            1 => $f::<$($($p,)*)? 1>($($arg),*),
+            2 => $f::<$($($p,)*)? 2>($($arg),*),
+            4 => $f::<$($($p,)*)? 4>($($arg),*),
+            8 => $f::<$($($p,)*)? 8>($($arg),*),
+            _ => $f::<$($($p,)*)? 16>($($arg),*),
+        }
+    };
+}
+
 /// # Safety
 /// AVX2 and FMA are available; `x.len()` is a power of two in 8..=128.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn rotate(x: &mut [f32]) {
-    let groups = x.len() / 8;
-    let mut v = [_mm256_setzero_ps(); MAX_GROUPS];
-    for (g, r) in v[..groups].iter_mut().enumerate() {
+    with_groups!(x.len() / 8, rotate_groups, (x))
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rotate_groups<const G: usize>(x: &mut [f32]) {
+    let mut v = [_mm256_setzero_ps(); G];
+    for (g, r) in v.iter_mut().enumerate() {
         *r = _mm256_xor_ps(_mm256_loadu_ps(x.as_ptr().add(8 * g)), sign_mask(g));
     }
-    fwht(&mut v[..groups]);
-    scale_all(&mut v[..groups], inv_sqrt_len(x.len()));
-    for (g, r) in v[..groups].iter().enumerate() {
+    fwht(&mut v);
+    scale_all(&mut v, inv_sqrt_len(x.len()));
+    for (g, r) in v.iter().enumerate() {
         _mm256_storeu_ps(x.as_mut_ptr().add(8 * g), *r);
     }
 }
@@ -181,14 +197,18 @@ pub unsafe fn rotate(x: &mut [f32]) {
 /// As for [`rotate`].
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn rotate_inverse(x: &mut [f32]) {
-    let groups = x.len() / 8;
-    let mut v = [_mm256_setzero_ps(); MAX_GROUPS];
-    for (g, r) in v[..groups].iter_mut().enumerate() {
+    with_groups!(x.len() / 8, rotate_inverse_groups, (x))
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rotate_inverse_groups<const G: usize>(x: &mut [f32]) {
+    let mut v = [_mm256_setzero_ps(); G];
+    for (g, r) in v.iter_mut().enumerate() {
         *r = _mm256_loadu_ps(x.as_ptr().add(8 * g));
     }
-    fwht(&mut v[..groups]);
-    scale_all(&mut v[..groups], inv_sqrt_len(x.len()));
-    for (g, r) in v[..groups].iter().enumerate() {
+    fwht(&mut v);
+    scale_all(&mut v, inv_sqrt_len(x.len()));
+    for (g, r) in v.iter().enumerate() {
         _mm256_storeu_ps(x.as_mut_ptr().add(8 * g), _mm256_xor_ps(*r, sign_mask(g)));
     }
 }
@@ -198,28 +218,28 @@ pub unsafe fn rotate_inverse(x: &mut [f32]) {
 /// `out` has at least `block_bytes(bits, x.len())` bytes.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn quantize_block(bits: TurboBits, x: &[f32], out: &mut [u8]) {
+    let groups = x.len() / 8;
     match bits {
-        TurboBits::B3 => quantize_impl::<3>(bits, x, out),
-        TurboBits::B4 => quantize_impl::<4>(bits, x, out),
-        TurboBits::B5 => quantize_impl::<5>(bits, x, out),
+        TurboBits::B3 => with_groups!(groups, quantize_impl::<3>, (bits, x, out)),
+        TurboBits::B4 => with_groups!(groups, quantize_impl::<4>, (bits, x, out)),
+        TurboBits::B5 => with_groups!(groups, quantize_impl::<5>, (bits, x, out)),
     }
 }
 
 /// Mirrors `scalar::quantize_block` operation for operation (no FMA, sums
 /// in the `sum8` order), so the bytes are identical.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [u8]) {
+unsafe fn quantize_impl<const BITS: u32, const G: usize>(bits: TurboBits, x: &[f32], out: &mut [u8]) {
     let len = x.len();
-    let groups = len / 8;
-    let mut v = [_mm256_setzero_ps(); MAX_GROUPS];
-    for (g, r) in v[..groups].iter_mut().enumerate() {
+    let mut v = [_mm256_setzero_ps(); G];
+    for (g, r) in v.iter_mut().enumerate() {
         *r = _mm256_xor_ps(_mm256_loadu_ps(x.as_ptr().add(8 * g)), sign_mask(g));
     }
-    fwht(&mut v[..groups]);
-    scale_all(&mut v[..groups], inv_sqrt_len(len));
+    fwht(&mut v);
+    scale_all(&mut v, inv_sqrt_len(len));
 
     let mut squares = _mm256_setzero_ps();
-    for r in &v[..groups] {
+    for r in &v {
         squares = _mm256_add_ps(squares, _mm256_mul_ps(*r, *r));
     }
     let norm = reduce8(squares).sqrt();
@@ -230,17 +250,12 @@ unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [
     };
     let vinv = _mm256_set1_ps(inv);
 
-    let book = codebook(bits);
+    let search = search_tables::<BITS>(codebook(bits));
     let tables = load_tables(bits);
     let mut yc = _mm256_setzero_ps();
     let mut cc = _mm256_setzero_ps();
-    for (g, r) in v[..groups].iter().enumerate() {
-        let z = _mm256_mul_ps(*r, vinv);
-        let mut code = _mm256_setzero_si256();
-        for &b in &book.boundaries[..book.levels - 1] {
-            let below = _mm256_cmp_ps(_mm256_set1_ps(b), z, _CMP_LT_OQ);
-            code = _mm256_sub_epi32(code, _mm256_castps_si256(below));
-        }
+    for (g, r) in v.iter().enumerate() {
+        let code = search_codes::<BITS>(&search, _mm256_mul_ps(*r, vinv));
         let c = lookup::<BITS>(&tables, code);
         yc = _mm256_add_ps(yc, _mm256_mul_ps(*r, c));
         cc = _mm256_add_ps(cc, _mm256_mul_ps(c, c));
@@ -253,6 +268,69 @@ unsafe fn quantize_impl<const BITS: u32>(bits: TurboBits, x: &[f32], out: &mut [
         ScaleRule::Unbiased => norm * norm / reduce8(yc),
     };
     write_scale(bits, out, len, scale);
+}
+
+/// Boundaries for each step of [`search_codes`], 8 per register: entry `j`
+/// of step `s` is the boundary in the middle of the codes whose top `s`
+/// bits are `j`.
+type SearchTables = [[__m256; 2]; 5];
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn search_tables<const BITS: u32>(book: &Codebook) -> SearchTables {
+    let mut tables = [[_mm256_setzero_ps(); 2]; 5];
+    for (s, table) in tables.iter_mut().enumerate().take(BITS as usize) {
+        let span = 1usize << (BITS as usize - s);
+        let mut entries = [0f32; 16];
+        for (j, e) in entries.iter_mut().enumerate().take(1 << s) {
+            *e = book.boundaries[j * span + span / 2 - 1];
+        }
+        *table = [_mm256_loadu_ps(entries.as_ptr()), _mm256_loadu_ps(entries.as_ptr().add(8))];
+    }
+    tables
+}
+
+/// Returns the code of each lane of `z`, the number of boundaries below
+/// it, by a branchless binary search (one code bit per step, highest
+/// first) instead of `2^BITS - 1` comparisons. The boundaries increase
+/// strictly, so the codes equal the scalar reference's count.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn search_codes<const BITS: u32>(tables: &SearchTables, z: __m256) -> __m256i {
+    let mut prefix = _mm256_setzero_si256();
+    for (s, table) in tables.iter().enumerate().take(BITS as usize) {
+        // Prefixes of up to 3 bits index one register; the 5-bit codebook's
+        // last step picks between two on the prefix's bit 3.
+        let boundary = if s < 4 {
+            _mm256_permutevar8x32_ps(table[0], prefix)
+        } else {
+            let upper = _mm256_castsi256_ps(_mm256_slli_epi32(prefix, 28));
+            _mm256_blendv_ps(
+                _mm256_permutevar8x32_ps(table[0], prefix),
+                _mm256_permutevar8x32_ps(table[1], prefix),
+                upper,
+            )
+        };
+        let above = _mm256_castps_si256(_mm256_cmp_ps(boundary, z, _CMP_LT_OQ));
+        prefix = _mm256_sub_epi32(_mm256_add_epi32(prefix, prefix), above);
+    }
+    prefix
+}
+
+/// [`search_codes`] on 8 values, for tests.
+#[cfg(test)]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn codes_of(bits: TurboBits, z: [f32; 8]) -> [i32; 8] {
+    let book = codebook(bits);
+    let z = _mm256_loadu_ps(z.as_ptr());
+    let code = match bits {
+        TurboBits::B3 => search_codes::<3>(&search_tables::<3>(book), z),
+        TurboBits::B4 => search_codes::<4>(&search_tables::<4>(book), z),
+        TurboBits::B5 => search_codes::<5>(&search_tables::<5>(book), z),
+    };
+    let mut out = [0i32; 8];
+    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, code);
+    out
 }
 
 /// Packs 8 codes (coordinates `8g..8g+8`) into their bytes of the block.

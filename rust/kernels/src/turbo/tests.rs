@@ -435,6 +435,40 @@ fn simd_rotation_is_bit_identical() {
     }
 }
 
+/// The AVX2 binary search for codes counts the boundaries strictly below
+/// each value, as the scalar reference does, also at and next to every
+/// boundary, at the extremes and for NaN.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_code_search_counts_boundaries_below() {
+    if !Isa::Avx2.is_supported() {
+        eprintln!("skipped: this CPU lacks AVX2 or FMA");
+        return;
+    }
+    let next = |x: f32, up: bool| {
+        let bits = x.to_bits() as i32;
+        let step = if (x >= 0.0) == up { 1 } else { -1 };
+        f32::from_bits((bits + step) as u32)
+    };
+    for &bits in &ALL_BITS {
+        let book = codebook::codebook(bits);
+        let boundaries = &book.boundaries[..book.levels - 1];
+        let mut values = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e30, -1e30];
+        for &b in boundaries {
+            values.extend_from_slice(&[b, next(b, true), next(b, false)]);
+        }
+        for chunk in values.chunks(8) {
+            let mut z = [0.0f32; 8];
+            z[..chunk.len()].copy_from_slice(chunk);
+            let got = unsafe { avx2::codes_of(bits, z) };
+            for (lane, &x) in z.iter().enumerate() {
+                let want = boundaries.iter().filter(|&&b| b < x).count() as i32;
+                assert_eq!(got[lane], want, "{:?} value {:e}", bits, x);
+            }
+        }
+    }
+}
+
 #[test]
 fn simd_quantize_is_bit_identical() {
     for k in simd_paths() {
