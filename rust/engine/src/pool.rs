@@ -98,6 +98,10 @@ struct Counters {
 struct Backoff {
     /// Dispatches still to run inline.
     inline_left: AtomicUsize,
+    /// When the current inline spell ends at the latest, in nanoseconds
+    /// since `epoch` (see [`INLINE_TIME_PER_DISPATCH`]).
+    inline_until_ns: AtomicU64,
+    epoch: Instant,
     /// Inline dispatches after the next stall.
     length: AtomicUsize,
     /// Dispatches without a stall since the last one.
@@ -108,6 +112,11 @@ struct Backoff {
 const MIN_BACKOFF: usize = 1 << 10;
 /// Cap of the doubling: about a second of decode for a small model.
 const MAX_BACKOFF: usize = 1 << 16;
+/// An inline spell of `length` dispatches also ends after `length` times
+/// this. 1024 decode dispatches of a small model take about 20 ms, but
+/// 1024 dispatches of a 512-token prefill take seconds, and a single stall
+/// (a page fault, a host hiccup) should not cost seconds on one thread.
+const INLINE_TIME_PER_DISPATCH: Duration = Duration::from_micros(100);
 /// Dispatches without a stall after which a stall counts as a first one.
 const CLEAN_STREAK_RESET: usize = 1 << 14;
 /// A wait for workers counts as a stall when it exceeds twice the caller's
@@ -382,6 +391,8 @@ impl Backoff {
     fn new() -> Backoff {
         Backoff {
             inline_left: AtomicUsize::new(0),
+            inline_until_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
             length: AtomicUsize::new(MIN_BACKOFF),
             clean_streak: AtomicUsize::new(0),
         }
@@ -392,7 +403,15 @@ impl Backoff {
         if self.inline_left.load(Ordering::Relaxed) == 0 {
             return false;
         }
+        if self.now_ns() >= self.inline_until_ns.load(Ordering::Relaxed) {
+            self.inline_left.store(0, Ordering::Relaxed);
+            return false;
+        }
         self.inline_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
     }
 
     fn record(&self, stalled: bool) {
@@ -404,7 +423,9 @@ impl Backoff {
         if self.clean_streak.swap(0, Ordering::Relaxed) >= CLEAN_STREAK_RESET {
             length = MIN_BACKOFF;
         }
-        log::debug!("a worker stalled a dispatch; running the next {length} dispatches on the caller alone");
+        let spell = INLINE_TIME_PER_DISPATCH * length as u32;
+        log::debug!("a worker stalled a dispatch; running the next {length} dispatches (at most {spell:?}) on the caller alone");
+        self.inline_until_ns.store(self.now_ns() + spell.as_nanos() as u64, Ordering::Relaxed);
         self.inline_left.store(length, Ordering::Relaxed);
         self.length.store((length * 2).min(MAX_BACKOFF), Ordering::Relaxed);
     }
@@ -555,6 +576,20 @@ mod tests {
         assert!((1..=3).contains(&stats.dispatches), "{stats:?}");
         assert!(stats.own + stats.wait >= Duration::from_micros(200) * stats.dispatches as u32, "{stats:?}");
         assert_eq!(pool.take_stats(), PoolStats::default());
+    }
+
+    #[test]
+    fn stall_runs_inline_for_bounded_time() {
+        let backoff = Backoff::new();
+        assert!(!backoff.take_inline());
+
+        backoff.record(true);
+        assert!(backoff.take_inline());
+        assert_eq!(backoff.inline_left.load(Ordering::Relaxed), MIN_BACKOFF - 1);
+
+        thread::sleep(INLINE_TIME_PER_DISPATCH * MIN_BACKOFF as u32 + Duration::from_millis(5));
+        assert!(!backoff.take_inline());
+        assert_eq!(backoff.inline_left.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod tests;
 use std::collections::HashMap;
 use std::fs::File;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Error, Result};
 use turbokv_kernels::quants::GgmlType;
@@ -138,11 +138,16 @@ impl GgufFile {
             return GgufFile::from_storage(Storage::Owned(Vec::new()));
         }
 
+        // The map is populated (MAP_POPULATE on Linux, as llama.cpp's
+        // default). Otherwise the page faults of a first forward pass stall
+        // workers mid-task, and the pool takes that for an overloaded
+        // machine and runs later dispatches on one thread.
+        //
         // SAFETY: the map is read-only. Like other mmap-based model loaders,
         // this assumes that no other process truncates or rewrites the file
         // while it is open, because that is undefined behaviour (typically
         // SIGBUS).
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
+        let map = unsafe { MmapOptions::new().populate().map(&file) }.map_err(io_err)?;
         log::debug!("mapped {path} ({len} bytes)");
         GgufFile::from_storage(Storage::Mapped(map))
     }
