@@ -28,6 +28,12 @@ BASE_TYPE = "fp32"
 
 #: Tokens of the timed prefill, as llama-bench's ``-p 512``.
 PREFILL_TOKENS = 512
+#: Untimed decode steps before the timed ones at each depth. The first
+#: steps in a new process or after a prefill run up to 2x slower (SmolLM2,
+#: one thread: 113 to 230 tok/s over 6 steps), likely while CPU caches
+#: refill with weights. With one warm-up step, fp32, whose prefill writes
+#: the most cache bytes, read 9% to 15% slower than turbo_kv_4b at depth 0.
+WARMUP_STEPS = 8
 
 #: Tokens per ``eval`` call while filling a session up to a depth.
 FILL_BATCH = 512
@@ -180,10 +186,10 @@ def measure_speed(
 
     One session is filled once, depth after depth. The tokens decoded at a
     depth are the text's next tokens, so depth ``d`` times positions
-    ``d .. d + runs`` (one untimed warm-up step first).
+    ``d .. d + WARMUP_STEPS + runs`` and only the last ``runs`` are timed.
     """
     depths = sorted(settings.depths)
-    steps_per_depth = settings.runs + 1
+    steps_per_depth = WARMUP_STEPS + settings.runs
     n_ctx = max(depths[-1] + steps_per_depth * len(depths), PREFILL_TOKENS)
     session = _turbokv.Session(model, n_ctx, kv_type, kv_type)
 
@@ -201,7 +207,7 @@ def measure_speed(
             token = tokens[session.n_past]
             start = time.perf_counter()
             session.eval([token])
-            if step > 0:
+            if step >= WARMUP_STEPS:
                 step_seconds.append(time.perf_counter() - start)
         result.decode_step_seconds[str(depth)] = step_seconds
         result.decode_tokens_per_second[str(depth)] = 1.0 / statistics.median(step_seconds)
@@ -271,7 +277,7 @@ def run_bench(model_path: str, settings: BenchSettings, progress: Optional[Progr
     head_dim = facts["head_dim"]
 
     max_depth = max(settings.depths)
-    n_tokens = max(max_depth + (settings.runs + 1) * len(settings.depths), PREFILL_TOKENS)
+    n_tokens = max(max_depth + (WARMUP_STEPS + settings.runs) * len(settings.depths), PREFILL_TOKENS)
     n_tokens = max(n_tokens, settings.ppl_ctx * settings.ppl_chunks)
     tokens = text_tokens(model, n_tokens + 1)
     report_step(1, "load model and text")
