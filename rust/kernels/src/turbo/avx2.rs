@@ -177,39 +177,30 @@ macro_rules! with_groups {
 /// AVX2 and FMA are available; `x.len()` is a power of two in 8..=128.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn rotate(x: &mut [f32]) {
-    with_groups!(x.len() / 8, rotate_groups, (x))
-}
-
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rotate_groups<const G: usize>(x: &mut [f32]) {
-    let mut v = [_mm256_setzero_ps(); G];
-    for (g, r) in v.iter_mut().enumerate() {
-        *r = _mm256_xor_ps(_mm256_loadu_ps(x.as_ptr().add(8 * g)), sign_mask(g));
-    }
-    fwht(&mut v);
-    scale_all(&mut v, inv_sqrt_len(x.len()));
-    for (g, r) in v.iter().enumerate() {
-        _mm256_storeu_ps(x.as_mut_ptr().add(8 * g), *r);
-    }
+    with_groups!(x.len() / 8, rotate_groups::<false>, (x))
 }
 
 /// # Safety
 /// As for [`rotate`].
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn rotate_inverse(x: &mut [f32]) {
-    with_groups!(x.len() / 8, rotate_inverse_groups, (x))
+    with_groups!(x.len() / 8, rotate_groups::<true>, (x))
 }
 
+/// Applies the sign diagonal and the scaled FWHT to the `G` groups of 8 in
+/// `x`: the signs first for the forward rotation, last for the inverse.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rotate_inverse_groups<const G: usize>(x: &mut [f32]) {
+unsafe fn rotate_groups<const INVERSE: bool, const G: usize>(x: &mut [f32]) {
     let mut v = [_mm256_setzero_ps(); G];
     for (g, r) in v.iter_mut().enumerate() {
-        *r = _mm256_loadu_ps(x.as_ptr().add(8 * g));
+        let x8 = _mm256_loadu_ps(x.as_ptr().add(8 * g));
+        *r = if INVERSE { x8 } else { _mm256_xor_ps(x8, sign_mask(g)) };
     }
     fwht(&mut v);
     scale_all(&mut v, inv_sqrt_len(x.len()));
     for (g, r) in v.iter().enumerate() {
-        _mm256_storeu_ps(x.as_mut_ptr().add(8 * g), _mm256_xor_ps(*r, sign_mask(g)));
+        let y = if INVERSE { _mm256_xor_ps(*r, sign_mask(g)) } else { *r };
+        _mm256_storeu_ps(x.as_mut_ptr().add(8 * g), y);
     }
 }
 
