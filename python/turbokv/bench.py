@@ -30,9 +30,9 @@ BASE_TYPE = "fp32"
 PREFILL_TOKENS = 512
 #: Untimed decode steps before the timed ones at each depth. The first
 #: steps in a new process or after a prefill run up to 2x slower (SmolLM2,
-#: one thread: 113 to 230 tok/s over 6 steps), likely while CPU caches
-#: refill with weights. With one warm-up step, fp32, whose prefill writes
-#: the most cache bytes, read 9% to 15% slower than turbo_kv_4b at depth 0.
+#: one thread: 113 to 214 tok/s over the first 6 steps, then about 225),
+#: probably while CPU caches refill with weights. With one warm-up step,
+#: bench printed turbo_kv_4b at 109% to 115% of fp32 at depth 0.
 WARMUP_STEPS = 8
 
 #: Tokens per ``eval`` call while filling a session up to a depth.

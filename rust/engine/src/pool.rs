@@ -94,7 +94,8 @@ struct Counters {
 /// dispatches on the caller alone, and doubles `length` on each further
 /// stall, so a crowded machine gets close to one-thread speed instead of
 /// far below it. Only the caller that owns `busy` updates the fields (hence
-/// relaxed atomics), except `inline_left`, which any caller decrements.
+/// relaxed atomics), except `inline_left`, which any caller decrements or
+/// clears with a compare-and-swap, reading the time limit after it.
 struct Backoff {
     /// Dispatches still to run inline.
     inline_left: AtomicUsize,
@@ -398,16 +399,21 @@ impl Backoff {
         }
     }
 
-    /// Returns whether this dispatch should run inline, counting it.
+    /// Returns whether this dispatch should run inline, counting it. A
+    /// spell past its time limit ends here.
     fn take_inline(&self) -> bool {
-        if self.inline_left.load(Ordering::Relaxed) == 0 {
-            return false;
+        let mut left = self.inline_left.load(Ordering::Acquire);
+        loop {
+            if left == 0 {
+                return false;
+            }
+            let expired = self.now_ns() >= self.inline_until_ns.load(Ordering::Relaxed);
+            let next = if expired { 0 } else { left - 1 };
+            match self.inline_left.compare_exchange_weak(left, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return !expired,
+                Err(current) => left = current,
+            }
         }
-        if self.now_ns() >= self.inline_until_ns.load(Ordering::Relaxed) {
-            self.inline_left.store(0, Ordering::Relaxed);
-            return false;
-        }
-        self.inline_left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
     }
 
     fn now_ns(&self) -> u64 {
@@ -425,8 +431,10 @@ impl Backoff {
         }
         let spell = INLINE_TIME_PER_DISPATCH * length as u32;
         log::debug!("a worker stalled a dispatch; running the next {length} dispatches (at most {spell:?}) on the caller alone");
+        // Release pairs with the Acquire loads in `take_inline`, so a caller
+        // that reads the new count also reads the new time limit.
         self.inline_until_ns.store(self.now_ns() + spell.as_nanos() as u64, Ordering::Relaxed);
-        self.inline_left.store(length, Ordering::Relaxed);
+        self.inline_left.store(length, Ordering::Release);
         self.length.store((length * 2).min(MAX_BACKOFF), Ordering::Relaxed);
     }
 }

@@ -168,7 +168,8 @@ macro_rules! with_groups {
             2 => $f::<$($($p,)*)? 2>($($arg),*),
             4 => $f::<$($($p,)*)? 4>($($arg),*),
             8 => $f::<$($($p,)*)? 8>($($arg),*),
-            _ => $f::<$($($p,)*)? 16>($($arg),*),
+            16 => $f::<$($($p,)*)? 16>($($arg),*),
+            groups => unreachable!("a block of {} groups of 8", groups),
         }
     };
 }
@@ -283,8 +284,9 @@ unsafe fn search_tables<const BITS: u32>(book: &Codebook) -> SearchTables {
 
 /// Returns the code of each lane of `z`, the number of boundaries below
 /// it, by a branchless binary search (one code bit per step, highest
-/// first) instead of `2^BITS - 1` comparisons. The boundaries increase
-/// strictly, so the codes equal the scalar reference's count.
+/// first) instead of `2^BITS - 1` comparisons. The boundaries are sorted
+/// and compared with the same strict `<`, so the codes equal the scalar
+/// reference's count.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn search_codes<const BITS: u32>(tables: &SearchTables, z: __m256) -> __m256i {
@@ -308,7 +310,7 @@ unsafe fn search_codes<const BITS: u32>(tables: &SearchTables, z: __m256) -> __m
     prefix
 }
 
-/// [`search_codes`] on 8 values, for tests.
+/// Runs [`search_codes`] on 8 values, for tests.
 #[cfg(test)]
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn codes_of(bits: TurboBits, z: [f32; 8]) -> [i32; 8] {

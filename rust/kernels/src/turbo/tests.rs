@@ -446,8 +446,12 @@ fn avx2_code_search_counts_boundaries_below() {
         return;
     }
     let next = |x: f32, up: bool| {
+        if x == 0.0 {
+            let tiny = f32::from_bits(1);
+            return if up { tiny } else { -tiny };
+        }
         let bits = x.to_bits() as i32;
-        let step = if (x >= 0.0) == up { 1 } else { -1 };
+        let step = if (x > 0.0) == up { 1 } else { -1 };
         f32::from_bits((bits + step) as u32)
     };
     for &bits in &ALL_BITS {
