@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from turbokv import _turbokv
+from turbokv.bench import WARMUP_STEPS
 from turbokv.cli import main
 
 N_CTX = 64
@@ -140,3 +141,9 @@ def open_text() -> str:
     from turbokv.model import read_perplexity_text
 
     return read_perplexity_text()
+
+
+def test_bench_help_states_warmup_steps():
+    result = invoke("bench", "--help")
+    text = " ".join(result.output.split())
+    assert f"after {WARMUP_STEPS} untimed steps" in text

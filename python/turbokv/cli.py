@@ -518,7 +518,8 @@ def bench(model, kv_types, depths, ctx, chunks, threads, runs, json_file, plot_f
     """Compare KV cache types on MODEL: bytes, decode and prefill speed, perplexity and KL divergence.
 
     Decode speed at depth D is the median over --runs single-token steps in a
-    session holding D tokens of the shipped text. Prefill speed is one batch
+    session holding D tokens of the shipped text, after 8 untimed steps (the
+    first steps after a prefill run slower). Prefill speed is one batch
     of 512 tokens from an empty cache. Perplexity and the KL divergence from
     an fp32 cache use --chunks chunks of --ctx tokens of the shipped text.
     Types that fail to run are skipped with their error.
