@@ -14,6 +14,7 @@ use crate::config::{Arch, Config, LayerAttention};
 use crate::kv_cache::{KvCache, LayerCache, RotatedCenter, SINK_POSITION};
 use crate::matmul::{gated_hidden, matmul, matmul_encoded, matmul_many};
 use crate::model::Model;
+use crate::pool::WorkerPool;
 use crate::weights::Layer;
 
 /// Activations of a batch of `n` tokens.
@@ -115,18 +116,46 @@ fn embed(model: &Model, tokens: &[u32], x: &mut [f32]) {
     }
 }
 
-fn rms_norm_rows(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
-    let n = weight.len();
-    for (o, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-        ops::rms_norm(o, row, weight, eps);
+/// Batches of at least this many rows spread row-wise steps (norms, the
+/// FFN activation, the residual add) over the pool. A decode step's few
+/// rows cost less than a dispatch.
+const MIN_ROWS_TO_SPLIT: usize = 16;
+
+/// Calls `f(first_row, rows)` on chunks of whole `row_len`-element rows of
+/// `data`, spread over `pool` for large batches.
+fn for_row_chunks(pool: &WorkerPool, data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let n_rows = data.len() / row_len;
+    if n_rows < MIN_ROWS_TO_SPLIT || pool.n_threads() == 1 {
+        f(0, data);
+        return;
     }
+    let n_tasks = 4 * pool.n_threads();
+    let rows_per_task = (n_rows + n_tasks - 1) / n_tasks;
+    pool.for_each_chunk_mut(data, rows_per_task * row_len, |task, chunk| f(task * rows_per_task, chunk));
 }
 
-fn rms_norm_rows_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
+fn rms_norm_rows(pool: &WorkerPool, out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     let n = weight.len();
-    for row in x.chunks_exact_mut(n) {
-        ops::rms_norm_inplace(row, weight, eps);
-    }
+    for_row_chunks(pool, out, n, |first, out| {
+        let x = &x[first * n..first * n + out.len()];
+        for (o, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+            ops::rms_norm(o, row, weight, eps);
+        }
+    });
+}
+
+fn rms_norm_rows_inplace(pool: &WorkerPool, x: &mut [f32], weight: &[f32], eps: f32) {
+    let n = weight.len();
+    for_row_chunks(pool, x, n, |_, x| {
+        for row in x.chunks_exact_mut(n) {
+            ops::rms_norm_inplace(row, weight, eps);
+        }
+    });
+}
+
+/// Adds `proj` (`[n][n_embd]`) to the residual stream `x`.
+fn add_residual(pool: &WorkerPool, x: &mut [f32], proj: &[f32], n_embd: usize) {
+    for_row_chunks(pool, x, n_embd, |first, x| ops::add_inplace(x, &proj[first * n_embd..first * n_embd + x.len()]));
 }
 
 /// Cosines and sines of the rope angles at `pos` for `n_rot / 2` pairs.
@@ -208,9 +237,9 @@ fn attention_block(
 
     matmul(pool, &layer.wo, &b.attn, &mut b.proj);
     if let Some(post) = &layer.post_attn_norm {
-        rms_norm_rows_inplace(&mut b.proj, post, c.rms_eps);
+        rms_norm_rows_inplace(pool, &mut b.proj, post, c.rms_eps);
     }
-    ops::add_inplace(&mut b.x, &b.proj);
+    add_residual(pool, &mut b.x, &b.proj, c.n_embd);
 }
 
 /// Computes the batch's queries, keys and values, with Gemma 3's per-head
@@ -219,12 +248,12 @@ fn project_qkv(model: &Model, layer: &Layer, b: &mut Batch) {
     let c = &model.config;
     let pool = &model.pool;
 
-    rms_norm_rows(&mut b.xn, &b.x, &layer.attn_norm, c.rms_eps);
+    rms_norm_rows(pool, &mut b.xn, &b.x, &layer.attn_norm, c.rms_eps);
     matmul_many(pool, &b.xn, &mut [(&layer.wq, &mut b.q), (&layer.wk, &mut b.k), (&layer.wv, &mut b.v)]);
 
     if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-        rms_norm_rows_inplace(&mut b.q, qn, c.rms_eps);
-        rms_norm_rows_inplace(&mut b.k, kn, c.rms_eps);
+        rms_norm_rows_inplace(pool, &mut b.q, qn, c.rms_eps);
+        rms_norm_rows_inplace(pool, &mut b.k, kn, c.rms_eps);
     }
 }
 
@@ -306,7 +335,7 @@ fn ffn_block(model: &Model, layer: &Layer, b: &mut Batch) {
     let c = &model.config;
     let pool = &model.pool;
 
-    rms_norm_rows(&mut b.xn, &b.x, &layer.ffn_norm, c.rms_eps);
+    rms_norm_rows(pool, &mut b.xn, &b.x, &layer.ffn_norm, c.rms_eps);
     let act: fn(&mut [f32], &[f32]) = match c.arch {
         Arch::Llama => ops::silu_mul,
         Arch::Gemma3 => ops::gelu_tanh_mul,
@@ -316,13 +345,14 @@ fn ffn_block(model: &Model, layer: &Layer, b: &mut Batch) {
         matmul_encoded(pool, &layer.ffn_down, &hidden, &mut b.proj);
     } else {
         matmul_many(pool, &b.xn, &mut [(&layer.ffn_gate, &mut b.gate), (&layer.ffn_up, &mut b.up)]);
-        act(&mut b.gate, &b.up);
+        let (n_ff, up) = (c.n_ff, &b.up);
+        for_row_chunks(pool, &mut b.gate, n_ff, |first, gate| act(gate, &up[first * n_ff..first * n_ff + gate.len()]));
         matmul(pool, &layer.ffn_down, &b.gate, &mut b.proj);
     }
     if let Some(post) = &layer.post_ffn_norm {
-        rms_norm_rows_inplace(&mut b.proj, post, c.rms_eps);
+        rms_norm_rows_inplace(pool, &mut b.proj, post, c.rms_eps);
     }
-    ops::add_inplace(&mut b.x, &b.proj);
+    add_residual(pool, &mut b.x, &b.proj, c.n_embd);
 }
 
 fn output(model: &Model, b: &Batch, from: usize) -> Vec<f32> {
@@ -330,7 +360,7 @@ fn output(model: &Model, b: &Batch, from: usize) -> Vec<f32> {
     let e = c.n_embd;
     let rows = b.n - from;
     let mut xn = vec![0.0f32; rows * e];
-    rms_norm_rows(&mut xn, &b.x[from * e..], &model.weights.output_norm, c.rms_eps);
+    rms_norm_rows(&model.pool, &mut xn, &b.x[from * e..], &model.weights.output_norm, c.rms_eps);
     let mut logits = vec![0.0f32; rows * c.n_vocab];
     matmul(&model.pool, model.weights.output_matrix(), &xn, &mut logits);
     logits
