@@ -116,27 +116,9 @@ fn embed(model: &Model, tokens: &[u32], x: &mut [f32]) {
     }
 }
 
-/// Batches of at least this many rows spread row-wise steps (norms, the
-/// FFN activation, the residual add) over the pool. A decode step's few
-/// rows cost less than a dispatch.
-const MIN_ROWS_TO_SPLIT: usize = 16;
-
-/// Calls `f(first_row, rows)` on chunks of whole `row_len`-element rows of
-/// `data`, spread over `pool` for large batches.
-fn for_row_chunks(pool: &WorkerPool, data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    let n_rows = data.len() / row_len;
-    if n_rows < MIN_ROWS_TO_SPLIT || pool.n_threads() == 1 {
-        f(0, data);
-        return;
-    }
-    let n_tasks = 4 * pool.n_threads();
-    let rows_per_task = (n_rows + n_tasks - 1) / n_tasks;
-    pool.for_each_chunk_mut(data, rows_per_task * row_len, |task, chunk| f(task * rows_per_task, chunk));
-}
-
 fn rms_norm_rows(pool: &WorkerPool, out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
     let n = weight.len();
-    for_row_chunks(pool, out, n, |first, out| {
+    pool.for_row_chunks(out, n, |first, out| {
         let x = &x[first * n..first * n + out.len()];
         for (o, row) in out.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
             ops::rms_norm(o, row, weight, eps);
@@ -146,7 +128,7 @@ fn rms_norm_rows(pool: &WorkerPool, out: &mut [f32], x: &[f32], weight: &[f32], 
 
 fn rms_norm_rows_inplace(pool: &WorkerPool, x: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
-    for_row_chunks(pool, x, n, |_, x| {
+    pool.for_row_chunks(x, n, |_, x| {
         for row in x.chunks_exact_mut(n) {
             ops::rms_norm_inplace(row, weight, eps);
         }
@@ -155,7 +137,7 @@ fn rms_norm_rows_inplace(pool: &WorkerPool, x: &mut [f32], weight: &[f32], eps: 
 
 /// Adds `proj` (`[n][n_embd]`) to the residual stream `x`.
 fn add_residual(pool: &WorkerPool, x: &mut [f32], proj: &[f32], n_embd: usize) {
-    for_row_chunks(pool, x, n_embd, |first, x| ops::add_inplace(x, &proj[first * n_embd..first * n_embd + x.len()]));
+    pool.for_row_chunks(x, n_embd, |first, x| ops::add_inplace(x, &proj[first * n_embd..first * n_embd + x.len()]));
 }
 
 /// Cosines and sines of the rope angles at `pos` for `n_rot / 2` pairs.
@@ -346,7 +328,7 @@ fn ffn_block(model: &Model, layer: &Layer, b: &mut Batch) {
     } else {
         matmul_many(pool, &b.xn, &mut [(&layer.ffn_gate, &mut b.gate), (&layer.ffn_up, &mut b.up)]);
         let (n_ff, up) = (c.n_ff, &b.up);
-        for_row_chunks(pool, &mut b.gate, n_ff, |first, gate| act(gate, &up[first * n_ff..first * n_ff + gate.len()]));
+        pool.for_row_chunks(&mut b.gate, n_ff, |first, gate| act(gate, &up[first * n_ff..first * n_ff + gate.len()]));
         matmul(pool, &layer.ffn_down, &b.gate, &mut b.proj);
     }
     if let Some(post) = &layer.post_ffn_norm {

@@ -253,8 +253,8 @@ pub struct LayerCache {
     /// The pairs' angles at each center chunk start, shared by layers with
     /// the same rotation rates.
     pub chunk_angles: Option<Arc<ChunkAngles>>,
-    /// The centers after rope at the start of the last center chunk keys
-    /// were written in, kept for the next token of the same chunk.
+    /// The centers rotated to the center chunk that keys were last written
+    /// in, reused while keys stay in that chunk.
     pub rotated_center: Option<RotatedCenter>,
     /// The key of position 0 in binary16, `[n_kv_heads][head_dim]`, for
     /// TurboQuant key caches (see [`SINK_POSITION`]).

@@ -33,15 +33,10 @@ impl Activations {
 
     /// [`Activations::encode`] with the rows spread over `pool`, for prompts.
     pub fn encode_on(pool: &WorkerPool, ty: GgmlType, x: &[f32], n: usize) -> Activations {
-        let n_tokens = x.len() / n;
-        if n_tokens < MIN_TOKENS_TO_SPLIT_ENCODING || pool.n_threads() == 1 {
-            return Activations::encode(ty, x, n);
-        }
-        let mut act = Activations::alloc(ty, n_tokens, n);
+        let mut act = Activations::alloc(ty, x.len() / n, n);
         let (act_ty, row_bytes) = (act.ty, act.row_bytes);
-        let rows_per_task = MIN_TOKENS_TO_SPLIT_ENCODING / 2;
-        pool.for_each_chunk_mut(&mut act.data, rows_per_task * row_bytes, |task, dst| {
-            let src = &x[task * rows_per_task * n..];
+        pool.for_row_chunks(&mut act.data, row_bytes, |first, dst| {
+            let src = &x[first * n..];
             for (src, dst) in src.chunks_exact(n).zip(dst.chunks_exact_mut(row_bytes)) {
                 encode_row(act_ty, src, dst);
             }
@@ -59,10 +54,6 @@ impl Activations {
         &self.data[t * self.row_bytes..(t + 1) * self.row_bytes]
     }
 }
-
-/// Batches below this many tokens are encoded on the calling thread: the
-/// pool's dispatch costs more than quantizing a few rows.
-const MIN_TOKENS_TO_SPLIT_ENCODING: usize = 16;
 
 /// Encodes one row of activations as `act_ty` (F32 bytes or an 8-bit
 /// quantization).

@@ -28,6 +28,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+/// Row-wise steps over fewer rows than this (a decode step's) run on the
+/// calling thread, because a dispatch costs more than a few rows.
+pub const MIN_ROWS_TO_SPLIT: usize = 16;
+
 /// How long an idle worker spins after its last dispatch before it parks.
 /// Dispatches inside a decode step come microseconds apart, and decode
 /// steps driven from Python some tens of microseconds apart, so workers
@@ -95,7 +99,7 @@ struct Counters {
 /// stall, so a crowded machine gets close to one-thread speed instead of
 /// far below it. Only the caller that owns `busy` updates the fields (hence
 /// relaxed atomics), except `inline_left`, which any caller decrements or
-/// clears with a compare-and-swap, reading the time limit after it.
+/// clears by compare-and-swap (see `take_inline`).
 struct Backoff {
     /// Dispatches still to run inline.
     inline_left: AtomicUsize,
@@ -251,6 +255,20 @@ impl WorkerPool {
             let chunk = unsafe { std::slice::from_raw_parts_mut(base.0.add(start), n) };
             f(i, chunk);
         });
+    }
+
+    /// Calls `f(first_row, rows)` on chunks of whole `row_len`-element rows
+    /// of `data`, a few chunks per thread. Fewer than
+    /// [`MIN_ROWS_TO_SPLIT`] rows go to one call on the calling thread.
+    pub fn for_row_chunks<T: Send>(&self, data: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+        let n_rows = data.len() / row_len;
+        if n_rows < MIN_ROWS_TO_SPLIT || self.n_threads == 1 {
+            f(0, data);
+            return;
+        }
+        let n_tasks = 4 * self.n_threads;
+        let rows_per_task = (n_rows + n_tasks - 1) / n_tasks;
+        self.for_each_chunk_mut(data, rows_per_task * row_len, |task, chunk| f(task * rows_per_task, chunk));
     }
 
     fn try_acquire(&self) -> bool {
@@ -567,6 +585,22 @@ mod tests {
             }
         });
         assert!(data.iter().enumerate().all(|(i, &x)| i == x));
+    }
+
+    #[test]
+    fn for_row_chunks_pass_whole_rows() {
+        let pool = WorkerPool::new(2).unwrap();
+        for n_rows in [1, MIN_ROWS_TO_SPLIT - 1, MIN_ROWS_TO_SPLIT, 101] {
+            let row_len = 3;
+            let mut data = vec![0usize; n_rows * row_len];
+            pool.for_row_chunks(&mut data, row_len, |first, rows| {
+                assert_eq!(rows.len() % row_len, 0, "{n_rows} rows");
+                for (i, x) in rows.iter_mut().enumerate() {
+                    *x = first * row_len + i;
+                }
+            });
+            assert!(data.iter().enumerate().all(|(i, &x)| i == x), "{n_rows} rows: {data:?}");
+        }
     }
 
     #[test]
