@@ -4,7 +4,8 @@
 //!
 //! A tile unpacks each weight block once and multiplies it with the `T`
 //! activation blocks, and converts each binary16 scale once, with
-//! `vcvtph2ps`. Integer parts are exact as in `avx2.rs`, so results differ
+//! `vcvtph2ps`. Batches of the unsigned 4- and 5-bit formats run the panel
+//! kernels of `avx2_panels.rs` instead. Integer parts are exact as in `avx2.rs`, so results differ
 //! from the scalar reference only in the order of the f32 additions.
 //!
 //! Tiles at the edges of the matrix repeat the last valid row or token
@@ -118,7 +119,7 @@ unsafe fn token_tile(ops: &Operands, t0: usize) -> [*const u8; 4] {
 
 /// The offset term a batch kernel needs from each activation block.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ActSums {
+pub(super) enum ActSums {
     /// None (Q8_0 weights).
     None,
     /// `d * sum(q)` of a Q8_0 block, for weights stored with a +8 or +16
@@ -177,7 +178,7 @@ fn act_block_bytes(sums: ActSums) -> usize {
 /// the activation block at `block`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn act_terms(block: *const u8, sums: ActSums) -> (f32, f32) {
+pub(super) unsafe fn act_terms(block: *const u8, sums: ActSums) -> (f32, f32) {
     let halves = std::ptr::read_unaligned(block as *const u32);
     let pair = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(halves as i32)));
     let d = _mm_cvtss_f32(pair);
@@ -215,20 +216,18 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
     // One token (decode) shares each activation block between the rows of
-    // a tile, and a batch reuses each unpacked weight block for 4 tokens.
-    // Both give every output the same f32 operations in the same order.
+    // a tile, and a batch reuses each unpacked weight block for 4 tokens
+    // (Q8_0) or for all of them (panels). Both give every output the same
+    // f32 operations in the same order.
     let single = ops.n_tokens == 1;
     match ty {
         GgmlType::Q8_0 if single => run_decode!(decode_q8_0, DECODE_GROUPS, ops, ActSums::None),
         GgmlType::Q8_0 => run_batch!(batch_q8_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::None),
         GgmlType::Q4_0 if single => run_decode!(decode_q4_0, DECODE_GROUPS, ops, ActSums::Q8_0),
-        GgmlType::Q4_0 => run_batch!(batch_q4_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q5_0 if single => run_decode!(decode_q5_0, DECODE_GROUPS, ops, ActSums::Q8_0),
-        GgmlType::Q5_0 => run_batch!(batch_q5_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q4_1 if single => run_decode!(decode_q4_1, DECODE_GROUPS, ops, ActSums::Q8_1),
-        GgmlType::Q4_1 => run_batch!(batch_q4_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q5_1 if single => run_decode!(decode_q5_1, DECODE_GROUPS, ops, ActSums::Q8_1),
-        GgmlType::Q5_1 => run_batch!(batch_q5_1, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::Q8_1),
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_1 | GgmlType::Q5_1 => return super::avx2_panels::gemm(ty, ops),
         GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
         GgmlType::Q4K => run_tiles!(tile_q4_k, 2, 4, ops),
         GgmlType::Q6K if single => run_tiles!(tile_q6_k, 4, 1, ops),
@@ -351,46 +350,34 @@ unsafe fn signed_q8_0(block: *const u8) -> __m256i {
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn unsigned_q4_1(block: *const u8) -> __m256i {
+pub(super) unsafe fn unsigned_q4_1(block: *const u8) -> __m256i {
     unpack_nibbles(block.add(4))
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn unsigned_q5_1(block: *const u8) -> __m256i {
+pub(super) unsafe fn unsigned_q5_1(block: *const u8) -> __m256i {
     let high = _mm256_and_si256(bit_mask(block.add(4)), _mm256_set1_epi8(0x10));
     _mm256_or_si256(unpack_nibbles(block.add(8)), high)
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn unsigned_q4_0(block: *const u8) -> __m256i {
+pub(super) unsafe fn unsigned_q4_0(block: *const u8) -> __m256i {
     unpack_nibbles(block.add(2))
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn unsigned_q5_0(block: *const u8) -> __m256i {
+pub(super) unsafe fn unsigned_q5_0(block: *const u8) -> __m256i {
     let high = _mm256_and_si256(bit_mask(block.add(2)), _mm256_set1_epi8(0x10));
     _mm256_or_si256(unpack_nibbles(block.add(6)), high)
 }
 
 /// Sums of the 16 byte products of each 128-bit half for 4 tokens:
-/// `[t0, t1, t2, t3]` of elements 0..16, then of elements 16..32. The
-/// `_mm256_maddubs_epi16` pair sums must stay within +-8191 so that adding
-/// two of them cannot overflow i16 (unsigned quants up to 31 times
-/// activations in -127..=127 give at most 7874).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn token_sums_small(x: __m256i, y: &[__m256i; 4]) -> __m256i {
-    let ones = _mm256_set1_epi16(1);
-    let p01 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x, y[0]), _mm256_maddubs_epi16(x, y[1]));
-    let p23 = _mm256_hadd_epi16(_mm256_maddubs_epi16(x, y[2]), _mm256_maddubs_epi16(x, y[3]));
-    _mm256_hadd_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones))
-}
-
-/// [`token_sums_small`] for signed quants of any size: the signs move onto
-/// the activations and the pair sums widen to i32 before any addition.
+/// `[t0, t1, t2, t3]` of elements 0..16, then of elements 16..32, for
+/// signed quants of any size: the signs move onto the activations and the
+/// pair sums widen to i32 before any addition.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn token_sums_signed(x: __m256i, y: &[__m256i; 4]) -> __m256i {
@@ -474,11 +461,7 @@ macro_rules! batch_kernel {
     };
 }
 
-batch_kernel!(batch_q4_0, 18, 34, 2, unsigned_q4_0, token_sums_small, false, -8.0);
-batch_kernel!(batch_q5_0, 22, 34, 2, unsigned_q5_0, token_sums_small, false, -16.0);
 batch_kernel!(batch_q8_0, 34, 34, 2, signed_q8_0, token_sums_signed, false, 0.0);
-batch_kernel!(batch_q4_1, 20, 36, 4, unsigned_q4_1, token_sums_small, true, 1.0);
-batch_kernel!(batch_q5_1, 24, 36, 4, unsigned_q5_1, token_sums_small, true, 1.0);
 
 /// [`token_sums_signed`] with 4 weight rows against one token.
 #[inline]
@@ -659,9 +642,11 @@ unsafe fn pair_q5(a: *const u8, b: *const u8, bits_at: usize, nibbles_at: usize)
 /// activation quants at `y`, from the [`pair_nibbles`] layout of rows 0
 /// and 1 (`x01`) and of rows 2 and 3 (`x23`). Each half of the activation
 /// is broadcast to both 128-bit lanes. Returns `[r0 low, r0 high, r2 low,
-/// r2 high | r1 low, r1 high, r3 low, r3 high]`, the i32 sums that
-/// [`token_sums_small`] computes for a token. Pair sums stay within +-8191
-/// as there, so the 16-bit horizontal add cannot overflow.
+/// r2 high | r1 low, r1 high, r3 low, r3 high]`: the halves that the
+/// panel kernels of `avx2_panels.rs` sum for each row and token. The
+/// `_mm256_maddubs_epi16` pair sums stay within +-8191 (unsigned quants up
+/// to 31 times activations in -127..=127 give at most 7874), so the 16-bit
+/// horizontal add cannot overflow.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pair_row_sums(x01: (__m256i, __m256i), x23: (__m256i, __m256i), y: *const u8) -> __m256i {

@@ -76,6 +76,8 @@ fn prefetch_distance(tile_bytes: usize) -> usize {
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_panels;
+#[cfg(target_arch = "x86_64")]
 mod avx2_quantize;
 #[cfg(target_arch = "x86_64")]
 mod avx2_tiles;

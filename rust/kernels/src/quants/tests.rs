@@ -724,8 +724,9 @@ fn check_gemm(isa: Isa, ty: GgmlType, case: &GemmCase) {
 }
 
 /// Row and token counts around the tile sizes (4 rows for one token, 2 rows
-/// by 4 tokens for batches), so every edge tile is exercised.
-const GEMM_SHAPES: [(usize, usize); 9] = [(1, 1), (3, 1), (4, 1), (9, 1), (1, 2), (2, 4), (5, 3), (7, 9), (16, 13)];
+/// by 4 tokens or 8-row panels by 2 tokens for batches), so every edge tile
+/// is exercised.
+const GEMM_SHAPES: [(usize, usize); 10] = [(1, 1), (3, 1), (4, 1), (9, 1), (1, 2), (2, 4), (5, 3), (7, 9), (16, 13), (17, 5)];
 
 #[test]
 fn simd_gemm_matches_scalar() {

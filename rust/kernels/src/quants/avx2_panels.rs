@@ -1,0 +1,259 @@
+//! AVX2 batch kernels for the unsigned 4- and 5-bit formats (Q4_0, Q4_1,
+//! Q5_0, Q5_1) over packed weight panels.
+//!
+//! A panel is 8 weight rows, unpacked once to bytes and transposed so that
+//! 32-bit lane `r` of vector `k` holds quants `4k..4k + 4` of row `r`'s
+//! block. Every token of the batch then streams past the panel: one
+//! `_mm256_maddubs_epi16` multiplies 4 quants of all 8 rows with the same 4
+//! activation quants, broadcast. The results land in the lane of their row,
+//! so no horizontal sums are needed, and the panel's binary16 scales are
+//! converted once for all tokens.
+//!
+//! Every output goes through the f32 operations of the one-token kernel in
+//! `avx2_tiles.rs` in the same order: per block, the integer sums of
+//! elements 0..16 and 16..32 are scaled and added to two accumulators,
+//! which are added at the end. A token's results therefore do not depend
+//! on the batch it is part of.
+
+use std::arch::x86_64::*;
+
+use super::avx2_tiles::{act_terms, unsigned_q4_0, unsigned_q4_1, unsigned_q5_0, unsigned_q5_1, ActSums};
+use super::Operands;
+use crate::f16::x86::cvtph_ps;
+
+/// Weight rows per panel, one per 32-bit lane.
+const PANEL_ROWS: usize = 8;
+
+/// Vectors per packed block: 8 of quants, the rows' `d` and their `m`.
+const PACKED_VECTORS: usize = 10;
+
+/// Tokens per pass over a panel. Each needs three accumulators and two
+/// integer sums, which with the panel's vector and the broadcast quants
+/// fill the 16 registers at 2.
+const TOKENS: usize = 2;
+
+/// One weight format as the panel kernels see it.
+#[derive(Clone, Copy)]
+struct Format {
+    block_bytes: usize,
+    /// Unpacks a block's quants to 32 unsigned bytes in element order.
+    unpack: unsafe fn(*const u8) -> __m256i,
+    /// Whether the block stores an offset `m` after `d` (and the
+    /// activations are Q8_1 blocks).
+    has_m: bool,
+    /// Factor of the offset term in the result (see `batch_kernel` in
+    /// `avx2_tiles.rs`).
+    coef: f32,
+}
+
+const Q4_0: Format = Format { block_bytes: 18, unpack: unsigned_q4_0, has_m: false, coef: -8.0 };
+const Q5_0: Format = Format { block_bytes: 22, unpack: unsigned_q5_0, has_m: false, coef: -16.0 };
+const Q4_1: Format = Format { block_bytes: 20, unpack: unsigned_q4_1, has_m: true, coef: 1.0 };
+const Q5_1: Format = Format { block_bytes: 24, unpack: unsigned_q5_1, has_m: true, coef: 1.0 };
+
+/// Batch products for the formats with panel kernels; returns false for the
+/// others.
+///
+/// # Safety
+/// As `avx2_tiles::gemm`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gemm(ty: super::GgmlType, ops: Operands) -> bool {
+    use super::GgmlType;
+    let format = match ty {
+        GgmlType::Q4_0 => Q4_0,
+        GgmlType::Q5_0 => Q5_0,
+        GgmlType::Q4_1 => Q4_1,
+        GgmlType::Q5_1 => Q5_1,
+        _ => return false,
+    };
+    run(format, &ops);
+    true
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run(format: Format, ops: &Operands) {
+    let terms = token_terms(if format.has_m { ActSums::Q8_1 } else { ActSums::Q8_0 }, ops);
+    let mut panel = vec![_mm256_setzero_si256(); ops.n_blocks * PACKED_VECTORS];
+    let mut r0 = 0;
+    while r0 < ops.n_rows {
+        let rows = (ops.n_rows - r0).min(PANEL_ROWS);
+        pack_panel(format, ops, r0, rows, &mut panel);
+
+        let mut t0 = 0;
+        while t0 < ops.n_tokens {
+            let tokens = (ops.n_tokens - t0).min(TOKENS);
+            let mut acts = [ops.acts; TOKENS];
+            let mut token_terms = [terms.as_ptr(); TOKENS];
+            for t in 0..TOKENS {
+                // Past the last token, repeat it.
+                let token = t0 + t.min(tokens - 1);
+                acts[t] = ops.acts.add(token * ops.act_row_bytes);
+                token_terms[t] = terms.as_ptr().add(token * 2 * ops.n_blocks);
+            }
+            let sums = if format.has_m {
+                panel_tokens::<true>(format.coef, ops.n_blocks, &panel, acts, token_terms)
+            } else {
+                panel_tokens::<false>(format.coef, ops.n_blocks, &panel, acts, token_terms)
+            };
+            for (t, row_sums) in sums.iter().enumerate().take(tokens) {
+                let out = ops.out.add((t0 + t) * ops.out_stride + r0);
+                if rows == PANEL_ROWS {
+                    _mm256_storeu_ps(out, *row_sums);
+                } else {
+                    let mut lanes = [0.0f32; PANEL_ROWS];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), *row_sums);
+                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), out, rows);
+                }
+            }
+            t0 += TOKENS;
+        }
+        r0 += PANEL_ROWS;
+    }
+}
+
+/// Computes `[d, offset]` of every activation block of every token with
+/// `act_terms`, as the one-token kernels do.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn token_terms(sums: ActSums, ops: &Operands) -> Vec<f32> {
+    let block_bytes = if sums == ActSums::Q8_1 { 36 } else { 34 };
+    let mut terms = vec![0.0f32; ops.n_tokens * ops.n_blocks * 2];
+    for (t, token) in terms.chunks_exact_mut(2 * ops.n_blocks).enumerate() {
+        let act = ops.acts.add(t * ops.act_row_bytes);
+        for (b, block) in token.chunks_exact_mut(2).enumerate() {
+            let (d, offset) = act_terms(act.add(b * block_bytes), sums);
+            block[0] = d;
+            block[1] = offset;
+        }
+    }
+    terms
+}
+
+/// Packs rows `r0..r0 + rows` into `panel`: per block, 8 vectors of
+/// transposed quants, then `d` and `m` of each row as f32. Missing rows
+/// repeat the last one.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_panel(format: Format, ops: &Operands, r0: usize, rows: usize, panel: &mut [__m256i]) {
+    let mut row_ptrs = [ops.weights; PANEL_ROWS];
+    for (r, ptr) in row_ptrs.iter_mut().enumerate() {
+        *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
+    }
+    for (b, packed) in panel.chunks_exact_mut(PACKED_VECTORS).enumerate() {
+        let mut blocks = [ops.weights; PANEL_ROWS];
+        let mut quants = [_mm256_setzero_si256(); PANEL_ROWS];
+        for r in 0..PANEL_ROWS {
+            blocks[r] = row_ptrs[r].add(b * format.block_bytes);
+            quants[r] = (format.unpack)(blocks[r]);
+        }
+        packed[..PANEL_ROWS].copy_from_slice(&transpose_dwords(quants));
+        let (d, m) = panel_scales(&blocks);
+        packed[8] = _mm256_castps_si256(d);
+        packed[9] = _mm256_castps_si256(m);
+    }
+}
+
+/// Transposes 8 vectors of 8 dwords: lane `r` of result `k` is lane `k`
+/// of input `r`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose_dwords(x: [__m256i; 8]) -> [__m256i; 8] {
+    // Pairs of rows: [r0 k0, r1 k0, r0 k1, r1 k1 | the same for k4, k5].
+    let a0 = _mm256_unpacklo_epi32(x[0], x[1]);
+    let a1 = _mm256_unpackhi_epi32(x[0], x[1]);
+    let a2 = _mm256_unpacklo_epi32(x[2], x[3]);
+    let a3 = _mm256_unpackhi_epi32(x[2], x[3]);
+    let a4 = _mm256_unpacklo_epi32(x[4], x[5]);
+    let a5 = _mm256_unpackhi_epi32(x[4], x[5]);
+    let a6 = _mm256_unpacklo_epi32(x[6], x[7]);
+    let a7 = _mm256_unpackhi_epi32(x[6], x[7]);
+    // Quads of rows: [r0..r3 of one k | r0..r3 of k + 4].
+    let b0 = _mm256_unpacklo_epi64(a0, a2);
+    let b1 = _mm256_unpackhi_epi64(a0, a2);
+    let b2 = _mm256_unpacklo_epi64(a1, a3);
+    let b3 = _mm256_unpackhi_epi64(a1, a3);
+    let b4 = _mm256_unpacklo_epi64(a4, a6);
+    let b5 = _mm256_unpackhi_epi64(a4, a6);
+    let b6 = _mm256_unpacklo_epi64(a5, a7);
+    let b7 = _mm256_unpackhi_epi64(a5, a7);
+    [
+        _mm256_permute2x128_si256(b0, b4, 0x20),
+        _mm256_permute2x128_si256(b1, b5, 0x20),
+        _mm256_permute2x128_si256(b2, b6, 0x20),
+        _mm256_permute2x128_si256(b3, b7, 0x20),
+        _mm256_permute2x128_si256(b0, b4, 0x31),
+        _mm256_permute2x128_si256(b1, b5, 0x31),
+        _mm256_permute2x128_si256(b2, b6, 0x31),
+        _mm256_permute2x128_si256(b3, b7, 0x31),
+    ]
+}
+
+/// Converts the binary16 `d` (offset 0) and `m` (offset 2) of 8 blocks to
+/// f32, one lane per block. Blocks without `m` give their first quant bytes, which
+/// the kernels ignore.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_scales(blocks: &[*const u8; PANEL_ROWS]) -> (__m256, __m256) {
+    let mut d = [0u16; PANEL_ROWS];
+    let mut m = [0u16; PANEL_ROWS];
+    for r in 0..PANEL_ROWS {
+        d[r] = std::ptr::read_unaligned(blocks[r] as *const u16);
+        m[r] = std::ptr::read_unaligned(blocks[r].add(2) as *const u16);
+    }
+    let d = cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i));
+    let m = cvtph_ps(_mm_loadu_si128(m.as_ptr() as *const __m128i));
+    (d, m)
+}
+
+/// Multiplies the panel's 8 rows with `TOKENS` tokens and returns one
+/// vector of rows per token. `terms[t]` points at token `t`'s `[d, offset]` pairs.
+/// `HAS_M` selects the formats with an offset `m` and Q8_1 activations.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_tokens<const HAS_M: bool>(
+    coef: f32,
+    n_blocks: usize,
+    panel: &[__m256i],
+    acts: [*const u8; TOKENS],
+    terms: [*const f32; TOKENS],
+) -> [__m256; TOKENS] {
+    let (act_bytes, quants_at) = if HAS_M { (36, 4) } else { (34, 2) };
+    let ones = _mm256_set1_epi16(1);
+    let mut low = [_mm256_setzero_ps(); TOKENS];
+    let mut high = [_mm256_setzero_ps(); TOKENS];
+    let mut offsets = [_mm256_setzero_ps(); TOKENS];
+    for (b, packed) in panel.chunks_exact(PACKED_VECTORS).enumerate().take(n_blocks) {
+        let mut y = [acts[0]; TOKENS];
+        for t in 0..TOKENS {
+            y[t] = acts[t].add(b * act_bytes + quants_at);
+        }
+        // Each i16 lane adds 4 pair sums, at most 4 * 2 * 31 * 127 = 31496
+        // in magnitude (unsigned quants up to 31, activations in -127..=127).
+        let mut half_sums = [[_mm256_setzero_si256(); TOKENS]; 2];
+        for (half, sums) in half_sums.iter_mut().enumerate() {
+            for k in 4 * half..4 * half + 4 {
+                let x = packed[k];
+                for t in 0..TOKENS {
+                    let quad = _mm256_set1_epi32(std::ptr::read_unaligned(y[t].add(4 * k) as *const i32));
+                    sums[t] = _mm256_add_epi16(sums[t], _mm256_maddubs_epi16(x, quad));
+                }
+            }
+        }
+        let d = _mm256_castsi256_ps(packed[8]);
+        let offset_scale = if HAS_M { _mm256_castsi256_ps(packed[9]) } else { d };
+        for t in 0..TOKENS {
+            let dy = _mm256_broadcast_ss(&*terms[t].add(2 * b));
+            let scale = _mm256_mul_ps(d, dy);
+            let low_sum = _mm256_madd_epi16(half_sums[0][t], ones);
+            let high_sum = _mm256_madd_epi16(half_sums[1][t], ones);
+            low[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(low_sum), low[t]);
+            high[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(high_sum), high[t]);
+            let offset_term = _mm256_broadcast_ss(&*terms[t].add(2 * b + 1));
+            offsets[t] = _mm256_fmadd_ps(offset_scale, offset_term, offsets[t]);
+        }
+    }
+    let coef = _mm256_set1_ps(coef);
+    let mut sums = [_mm256_setzero_ps(); TOKENS];
+    for t in 0..TOKENS {
+        sums[t] = _mm256_fmadd_ps(coef, offsets[t], _mm256_add_ps(low[t], high[t]));
+    }
+    sums
+}
