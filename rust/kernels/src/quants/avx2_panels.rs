@@ -2,12 +2,14 @@
 //! Q5_0, Q5_1) over packed weight panels.
 //!
 //! A panel is 8 weight rows, unpacked once to bytes and transposed so that
-//! 32-bit lane `r` of vector `k` holds quants `4k..4k + 4` of row `r`'s
+//! 32-bit lane `r` of vector `k` contains quants `4k..4k + 4` of row `r`'s
 //! block. Every token of the batch then streams past the panel: one
 //! `_mm256_maddubs_epi16` multiplies 4 quants of all 8 rows with the same 4
 //! activation quants, broadcast. The results land in the lane of their row,
 //! so no horizontal sums are needed, and the panel's binary16 scales are
-//! converted once for all tokens.
+//! converted once for all tokens. Where the CPU has AVX-VNNI or AVX-512 VNNI
+//! and the compiler is Rust 1.89 or newer, one `vpdpbusd` per quad
+//! replaces `vpmaddubsw` and its widening (see `Dot`).
 //!
 //! Every output goes through the f32 operations of the one-token kernel in
 //! `avx2_tiles.rs` in the same order: per block, the integer sums of
@@ -27,9 +29,9 @@ const PANEL_ROWS: usize = 8;
 /// Vectors per packed block: 8 of quants, the rows' `d` and their `m`.
 const PACKED_VECTORS: usize = 10;
 
-/// Tokens per pass over a panel. Each needs three accumulators and two
-/// integer sums, which with the panel's vector and the broadcast quants
-/// fill the 16 registers at 2.
+/// Tokens per pass over a panel, each with three f32 accumulators. 2 and 4
+/// ran at the same speed with `bench_quants` on one Xeon core (rows of
+/// 2048, with and without VNNI).
 const TOKENS: usize = 2;
 
 /// One weight format as the panel kernels see it.
@@ -51,13 +53,61 @@ const Q5_0: Format = Format { block_bytes: 22, unpack: unsigned_q5_0, has_m: fal
 const Q4_1: Format = Format { block_bytes: 20, unpack: unsigned_q4_1, has_m: true, coef: 1.0 };
 const Q5_1: Format = Format { block_bytes: 24, unpack: unsigned_q5_1, has_m: true, coef: 1.0 };
 
-/// Batch products for the formats with panel kernels; returns false for the
-/// others.
+/// The instruction that multiplies 4 unsigned weight quants with 4 signed
+/// activation quants and adds them up, per 32-bit lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dot {
+    /// AVX2 `vpmaddubsw`: pair sums in i16, widened once per 4 quads.
+    Maddubs,
+    /// AVX-VNNI `vpdpbusd` (VEX encoding).
+    #[cfg(turbokv_vnni)]
+    AvxVnni,
+    /// AVX-512 VNNI `vpdpbusd` on 256-bit registers (EVEX encoding).
+    #[cfg(turbokv_vnni)]
+    Avx512Vnni,
+}
+
+impl Dot {
+    /// Lists the variants this CPU runs, `Maddubs` first.
+    pub(super) fn available() -> Vec<Dot> {
+        #[cfg_attr(not(turbokv_vnni), allow(unused_mut))]
+        let mut dots = vec![Dot::Maddubs];
+        #[cfg(turbokv_vnni)]
+        {
+            if is_x86_feature_detected!("avxvnni") {
+                dots.push(Dot::AvxVnni);
+            }
+            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                dots.push(Dot::Avx512Vnni);
+            }
+        }
+        dots
+    }
+
+    /// Returns the fastest variant this CPU runs. All give the same bits,
+    /// because the integer sums are exact.
+    fn best() -> Dot {
+        let dots = Dot::available();
+        *dots.get(1).unwrap_or(&Dot::Maddubs)
+    }
+}
+
+/// Computes the batch products of the formats with panel kernels, and
+/// returns false for the others.
 ///
 /// # Safety
 /// As `avx2_tiles::gemm`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm(ty: super::GgmlType, ops: Operands) -> bool {
+    gemm_with(ty, ops, Dot::best())
+}
+
+/// Runs [`gemm`] with a chosen [`Dot`], for tests.
+///
+/// # Safety
+/// As `avx2_tiles::gemm`, and the CPU must run `dot` (see [`Dot::available`]).
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gemm_with(ty: super::GgmlType, ops: Operands, dot: Dot) -> bool {
     use super::GgmlType;
     let format = match ty {
         GgmlType::Q4_0 => Q4_0,
@@ -66,12 +116,31 @@ pub(super) unsafe fn gemm(ty: super::GgmlType, ops: Operands) -> bool {
         GgmlType::Q5_1 => Q5_1,
         _ => return false,
     };
-    run(format, &ops);
+    run(format, &ops, kernel_for(dot, format.has_m));
     true
 }
 
+/// A panel kernel: `(coef, n_blocks, panel, acts, terms)` to one vector of
+/// rows per token (see `panel_kernel!`).
+type Kernel = unsafe fn(f32, usize, &[__m256i], [*const u8; TOKENS], [*const f32; TOKENS]) -> [__m256; TOKENS];
+
+fn kernel_for(dot: Dot, has_m: bool) -> Kernel {
+    match (dot, has_m) {
+        (Dot::Maddubs, true) => panel_maddubs::<true>,
+        (Dot::Maddubs, false) => panel_maddubs::<false>,
+        #[cfg(turbokv_vnni)]
+        (Dot::AvxVnni, true) => panel_avx_vnni::<true>,
+        #[cfg(turbokv_vnni)]
+        (Dot::AvxVnni, false) => panel_avx_vnni::<false>,
+        #[cfg(turbokv_vnni)]
+        (Dot::Avx512Vnni, true) => panel_avx512_vnni::<true>,
+        #[cfg(turbokv_vnni)]
+        (Dot::Avx512Vnni, false) => panel_avx512_vnni::<false>,
+    }
+}
+
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run(format: Format, ops: &Operands) {
+unsafe fn run(format: Format, ops: &Operands, kernel: Kernel) {
     let terms = token_terms(if format.has_m { ActSums::Q8_1 } else { ActSums::Q8_0 }, ops);
     let mut panel = vec![_mm256_setzero_si256(); ops.n_blocks * PACKED_VECTORS];
     let mut r0 = 0;
@@ -90,11 +159,7 @@ unsafe fn run(format: Format, ops: &Operands) {
                 acts[t] = ops.acts.add(token * ops.act_row_bytes);
                 token_terms[t] = terms.as_ptr().add(token * 2 * ops.n_blocks);
             }
-            let sums = if format.has_m {
-                panel_tokens::<true>(format.coef, ops.n_blocks, &panel, acts, token_terms)
-            } else {
-                panel_tokens::<false>(format.coef, ops.n_blocks, &panel, acts, token_terms)
-            };
+            let sums = kernel(format.coef, ops.n_blocks, &panel, acts, token_terms);
             for (t, row_sums) in sums.iter().enumerate().take(tokens) {
                 let out = ops.out.add((t0 + t) * ops.out_stride + r0);
                 if rows == PANEL_ROWS {
@@ -203,57 +268,112 @@ unsafe fn panel_scales(blocks: &[*const u8; PANEL_ROWS]) -> (__m256, __m256) {
     (d, m)
 }
 
-/// Multiplies the panel's 8 rows with `TOKENS` tokens and returns one
-/// vector of rows per token. `terms[t]` points at token `t`'s `[d, offset]` pairs.
-/// `HAS_M` selects the formats with an offset `m` and Q8_1 activations.
+/// Broadcasts the 4 bytes at `p` to every 32-bit lane.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn panel_tokens<const HAS_M: bool>(
-    coef: f32,
-    n_blocks: usize,
-    panel: &[__m256i],
-    acts: [*const u8; TOKENS],
-    terms: [*const f32; TOKENS],
-) -> [__m256; TOKENS] {
-    let (act_bytes, quants_at) = if HAS_M { (36, 4) } else { (34, 2) };
-    let ones = _mm256_set1_epi16(1);
-    let mut low = [_mm256_setzero_ps(); TOKENS];
-    let mut high = [_mm256_setzero_ps(); TOKENS];
-    let mut offsets = [_mm256_setzero_ps(); TOKENS];
-    for (b, packed) in panel.chunks_exact(PACKED_VECTORS).enumerate().take(n_blocks) {
-        let mut y = [acts[0]; TOKENS];
+unsafe fn quad(p: *const u8) -> __m256i {
+    _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
+}
+
+/// Returns, per token, the i32 sums of quads `first..first + 4` of the
+/// panel vectors `x` times the same quads of the token's activation quants
+/// at `y[t]`, with `vpmaddubsw`. Each i16 lane adds 4 pair sums, at most 4
+/// * 2 * 31 * 127 = 31496 in magnitude (unsigned quants up to 31,
+/// activations in -127..=127), before one `vpmaddwd` widens them.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn half_sums_maddubs(x: &[__m256i], y: [*const u8; TOKENS], first: usize) -> [__m256i; TOKENS] {
+    let mut sums = [_mm256_setzero_si256(); TOKENS];
+    for k in first..first + 4 {
         for t in 0..TOKENS {
-            y[t] = acts[t].add(b * act_bytes + quants_at);
-        }
-        // Each i16 lane adds 4 pair sums, at most 4 * 2 * 31 * 127 = 31496
-        // in magnitude (unsigned quants up to 31, activations in -127..=127).
-        let mut half_sums = [[_mm256_setzero_si256(); TOKENS]; 2];
-        for (half, sums) in half_sums.iter_mut().enumerate() {
-            for k in 4 * half..4 * half + 4 {
-                let x = packed[k];
-                for t in 0..TOKENS {
-                    let quad = _mm256_set1_epi32(std::ptr::read_unaligned(y[t].add(4 * k) as *const i32));
-                    sums[t] = _mm256_add_epi16(sums[t], _mm256_maddubs_epi16(x, quad));
-                }
-            }
-        }
-        let d = _mm256_castsi256_ps(packed[8]);
-        let offset_scale = if HAS_M { _mm256_castsi256_ps(packed[9]) } else { d };
-        for t in 0..TOKENS {
-            let dy = _mm256_broadcast_ss(&*terms[t].add(2 * b));
-            let scale = _mm256_mul_ps(d, dy);
-            let low_sum = _mm256_madd_epi16(half_sums[0][t], ones);
-            let high_sum = _mm256_madd_epi16(half_sums[1][t], ones);
-            low[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(low_sum), low[t]);
-            high[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(high_sum), high[t]);
-            let offset_term = _mm256_broadcast_ss(&*terms[t].add(2 * b + 1));
-            offsets[t] = _mm256_fmadd_ps(offset_scale, offset_term, offsets[t]);
+            sums[t] = _mm256_add_epi16(sums[t], _mm256_maddubs_epi16(x[k], quad(y[t].add(4 * k))));
         }
     }
-    let coef = _mm256_set1_ps(coef);
-    let mut sums = [_mm256_setzero_ps(); TOKENS];
-    for t in 0..TOKENS {
-        sums[t] = _mm256_fmadd_ps(coef, offsets[t], _mm256_add_ps(low[t], high[t]));
+    let ones = _mm256_set1_epi16(1);
+    for sum in sums.iter_mut() {
+        *sum = _mm256_madd_epi16(*sum, ones);
     }
     sums
 }
+
+/// [`half_sums_maddubs`] with AVX-VNNI, which sums in i32 directly.
+#[cfg(turbokv_vnni)]
+#[inline]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+unsafe fn half_sums_avx_vnni(x: &[__m256i], y: [*const u8; TOKENS], first: usize) -> [__m256i; TOKENS] {
+    let mut sums = [_mm256_setzero_si256(); TOKENS];
+    for k in first..first + 4 {
+        for t in 0..TOKENS {
+            sums[t] = _mm256_dpbusd_avx_epi32(sums[t], x[k], quad(y[t].add(4 * k)));
+        }
+    }
+    sums
+}
+
+/// [`half_sums_maddubs`] with AVX-512 VNNI on 256-bit registers.
+#[cfg(turbokv_vnni)]
+#[inline]
+#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+unsafe fn half_sums_avx512_vnni(x: &[__m256i], y: [*const u8; TOKENS], first: usize) -> [__m256i; TOKENS] {
+    let mut sums = [_mm256_setzero_si256(); TOKENS];
+    for k in first..first + 4 {
+        for t in 0..TOKENS {
+            sums[t] = _mm256_dpbusd_epi32(sums[t], x[k], quad(y[t].add(4 * k)));
+        }
+    }
+    sums
+}
+
+/// Defines `$name::<HAS_M>`, which multiplies the panel's 8 rows with
+/// `TOKENS` tokens and returns one vector of rows per token, summing quads
+/// with `$half_sums` under the target features `$features`. `terms[t]`
+/// points at token `t`'s `[d, offset]` pairs. `HAS_M` selects the formats
+/// with an offset `m` and Q8_1 activations.
+macro_rules! panel_kernel {
+    ($name:ident, $features:tt, $half_sums:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const HAS_M: bool>(
+            coef: f32,
+            n_blocks: usize,
+            panel: &[__m256i],
+            acts: [*const u8; TOKENS],
+            terms: [*const f32; TOKENS],
+        ) -> [__m256; TOKENS] {
+            let (act_bytes, quants_at) = if HAS_M { (36, 4) } else { (34, 2) };
+            let mut low = [_mm256_setzero_ps(); TOKENS];
+            let mut high = [_mm256_setzero_ps(); TOKENS];
+            let mut offsets = [_mm256_setzero_ps(); TOKENS];
+            for (b, packed) in panel.chunks_exact(PACKED_VECTORS).enumerate().take(n_blocks) {
+                let mut y = [acts[0]; TOKENS];
+                for t in 0..TOKENS {
+                    y[t] = acts[t].add(b * act_bytes + quants_at);
+                }
+                let low_sums = $half_sums(packed, y, 0);
+                let high_sums = $half_sums(packed, y, 4);
+
+                let d = _mm256_castsi256_ps(packed[8]);
+                let offset_scale = if HAS_M { _mm256_castsi256_ps(packed[9]) } else { d };
+                for t in 0..TOKENS {
+                    let dy = _mm256_broadcast_ss(&*terms[t].add(2 * b));
+                    let scale = _mm256_mul_ps(d, dy);
+                    low[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(low_sums[t]), low[t]);
+                    high[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(high_sums[t]), high[t]);
+                    let offset_term = _mm256_broadcast_ss(&*terms[t].add(2 * b + 1));
+                    offsets[t] = _mm256_fmadd_ps(offset_scale, offset_term, offsets[t]);
+                }
+            }
+            let coef = _mm256_set1_ps(coef);
+            let mut sums = [_mm256_setzero_ps(); TOKENS];
+            for t in 0..TOKENS {
+                sums[t] = _mm256_fmadd_ps(coef, offsets[t], _mm256_add_ps(low[t], high[t]));
+            }
+            sums
+        }
+    };
+}
+
+panel_kernel!(panel_maddubs, "avx2,fma", half_sums_maddubs);
+#[cfg(turbokv_vnni)]
+panel_kernel!(panel_avx_vnni, "avx2,fma,avxvnni", half_sums_avx_vnni);
+#[cfg(turbokv_vnni)]
+panel_kernel!(panel_avx512_vnni, "avx2,fma,avx512vnni,avx512vl", half_sums_avx512_vnni);

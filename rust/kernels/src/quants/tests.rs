@@ -899,3 +899,49 @@ fn batch_outputs_match_one_token() {
         }
     }
 }
+
+/// Checks that every `vpdpbusd` variant of the x86 panel kernels this CPU
+/// runs gives the same bits as the `vpmaddubsw` one, on edge-sized tiles.
+/// NOTE: on a CPU without AVX-VNNI or AVX-512 VNNI, or with a compiler
+/// older than 1.89, only the `vpmaddubsw` kernel exists and this compares
+/// it with itself.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn panel_dot_variants_agree() {
+    use super::avx2_panels::{gemm_with, Dot};
+    if !Isa::Avx2.is_supported() || !crate::f16::x86::has_f16c() {
+        return;
+    }
+    let mut rng = Rng(31);
+    for &ty in &[GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q5_1] {
+        let case = gemm_case(&mut rng, ty, 7 * 32, 13, 5, 3);
+        let shape = case.shape;
+        let weights = &case.weights[1..];
+        let acts = &case.acts[1..];
+        let mut outputs = Vec::new();
+        for dot in Dot::available() {
+            let mut out = vec![0.0f32; shape.n_tokens * shape.out_stride];
+            let ops = Operands {
+                n_blocks: shape.n / 32,
+                weights: weights.as_ptr(),
+                row_bytes: shape.row_bytes,
+                n_rows: shape.n_rows,
+                acts: acts.as_ptr(),
+                act_row_bytes: shape.act_row_bytes,
+                n_tokens: shape.n_tokens,
+                out: out.as_mut_ptr(),
+                out_stride: shape.out_stride,
+            };
+            // SAFETY: AVX2, FMA and F16C were checked above, `dot` comes
+            // from `Dot::available`, and `gemm_case` sized the buffers.
+            assert!(unsafe { gemm_with(ty, ops, dot) });
+            outputs.push((dot, out));
+        }
+        let (_, reference) = &outputs[0];
+        for (dot, out) in &outputs[1..] {
+            for (i, (got, expected)) in out.iter().zip(reference).enumerate() {
+                assert_eq!(got.to_bits(), expected.to_bits(), "{} {:?} output {}: {} vs {}", ty.name(), dot, i, got, expected);
+            }
+        }
+    }
+}
