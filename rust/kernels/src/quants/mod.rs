@@ -23,6 +23,24 @@ struct Operands {
     out_stride: usize,
 }
 
+impl Operands {
+    /// Pointers into buffers that `check_gemm_lengths` accepted for `ty`
+    /// and `shape`.
+    fn new(ty: GgmlType, shape: GemmShape, weights: &[u8], acts: &[u8], out: &mut [f32]) -> Operands {
+        Operands {
+            n_blocks: shape.n / ty.block_size(),
+            weights: weights.as_ptr(),
+            row_bytes: shape.row_bytes,
+            n_rows: shape.n_rows,
+            acts: acts.as_ptr(),
+            act_row_bytes: shape.act_row_bytes,
+            n_tokens: shape.n_tokens,
+            out: out.as_mut_ptr(),
+            out_stride: shape.out_stride,
+        }
+    }
+}
+
 /// Runs `kernel::<R, T>` over every tile: rows outside, tokens inside, so the
 /// `R` weight rows of a tile stay in L1 while the activations stream past.
 macro_rules! run_tiles {
@@ -469,17 +487,7 @@ pub fn gemm_with(isa: Isa, ty: GgmlType, shape: GemmShape, weights: &[u8], acts:
 
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 && crate::f16::x86::has_f16c() {
-        let ops = Operands {
-            n_blocks: shape.n / ty.block_size(),
-            weights: weights.as_ptr(),
-            row_bytes: shape.row_bytes,
-            n_rows: shape.n_rows,
-            acts: acts.as_ptr(),
-            act_row_bytes: shape.act_row_bytes,
-            n_tokens: shape.n_tokens,
-            out: out.as_mut_ptr(),
-            out_stride: shape.out_stride,
-        };
+        let ops = Operands::new(ty, shape, weights, acts, out);
         // SAFETY: `is_supported` checked AVX2 and FMA, `has_f16c` F16C, and
         // `check_gemm_lengths` the buffer sizes behind the pointers.
         if unsafe { avx2_tiles::gemm(ty, ops) } {
@@ -489,17 +497,7 @@ pub fn gemm_with(isa: Isa, ty: GgmlType, shape: GemmShape, weights: &[u8], acts:
 
     #[cfg(target_arch = "aarch64")]
     if isa == Isa::Neon {
-        let ops = Operands {
-            n_blocks: shape.n / ty.block_size(),
-            weights: weights.as_ptr(),
-            row_bytes: shape.row_bytes,
-            n_rows: shape.n_rows,
-            acts: acts.as_ptr(),
-            act_row_bytes: shape.act_row_bytes,
-            n_tokens: shape.n_tokens,
-            out: out.as_mut_ptr(),
-            out_stride: shape.out_stride,
-        };
+        let ops = Operands::new(ty, shape, weights, acts, out);
         // SAFETY: NEON is part of the aarch64 baseline, and
         // `check_gemm_lengths` checked the buffer sizes behind the pointers.
         if unsafe { neon_tiles::gemm(ty, ops) } {

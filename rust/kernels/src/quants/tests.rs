@@ -921,19 +921,10 @@ fn panel_dot_variants_agree() {
         let mut outputs = Vec::new();
         for dot in Dot::available() {
             let mut out = vec![0.0f32; shape.n_tokens * shape.out_stride];
-            let ops = Operands {
-                n_blocks: shape.n / 32,
-                weights: weights.as_ptr(),
-                row_bytes: shape.row_bytes,
-                n_rows: shape.n_rows,
-                acts: acts.as_ptr(),
-                act_row_bytes: shape.act_row_bytes,
-                n_tokens: shape.n_tokens,
-                out: out.as_mut_ptr(),
-                out_stride: shape.out_stride,
-            };
+            check_gemm_lengths(ty, shape, weights, acts, &out);
+            let ops = Operands::new(ty, shape, weights, acts, &mut out);
             // SAFETY: AVX2, FMA and F16C were checked above, `dot` comes
-            // from `Dot::available`, and `gemm_case` sized the buffers.
+            // from `Dot::available`, and the lengths were checked.
             assert!(unsafe { gemm_with(ty, ops, dot) });
             outputs.push((dot, out));
         }
