@@ -24,7 +24,7 @@ use super::Operands;
 use crate::f16::x86::cvtph_ps;
 
 /// Weight rows per panel, one per 32-bit lane.
-const PANEL_ROWS: usize = 8;
+pub(super) const PANEL_ROWS: usize = 8;
 
 /// Vectors per packed block: 8 of quants, the rows' `d` and their `m`.
 const PACKED_VECTORS: usize = 10;
@@ -220,7 +220,7 @@ unsafe fn pack_panel(format: Format, ops: &Operands, r0: usize, rows: usize, pan
 /// of input `r`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn transpose_dwords(x: [__m256i; 8]) -> [__m256i; 8] {
+pub(super) unsafe fn transpose_dwords(x: [__m256i; 8]) -> [__m256i; 8] {
     // Pairs of rows: [r0 k0, r1 k0, r0 k1, r1 k1 | the same for k4, k5].
     let a0 = _mm256_unpacklo_epi32(x[0], x[1]);
     let a1 = _mm256_unpackhi_epi32(x[0], x[1]);
@@ -271,7 +271,7 @@ unsafe fn panel_scales(blocks: &[*const u8; PANEL_ROWS]) -> (__m256, __m256) {
 /// Broadcasts the 4 bytes at `p` to every 32-bit lane.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quad(p: *const u8) -> __m256i {
+pub(super) unsafe fn quad(p: *const u8) -> __m256i {
     _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32))
 }
 

@@ -4,9 +4,10 @@
 //!
 //! A tile unpacks each weight block once and multiplies it with the `T`
 //! activation blocks, and converts each binary16 scale once, with
-//! `vcvtph2ps`. Batches of the unsigned 4- and 5-bit formats run the panel
-//! kernels of `avx2_panels.rs` instead. Integer parts are exact as in `avx2.rs`, so results differ
-//! from the scalar reference only in the order of the f32 additions.
+//! `vcvtph2ps`. Batches of formats other than Q8_0 run the panel kernels
+//! of `avx2_panels.rs` and `avx2_panels_k.rs` instead. Integer parts are
+//! exact as in `avx2.rs`, so results differ from the scalar reference only
+//! in the order of the f32 additions.
 //!
 //! Tiles at the edges of the matrix repeat the last valid row or token
 //! pointer and drop the duplicate results, so every kernel runs on full
@@ -229,9 +230,9 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
         GgmlType::Q5_1 if single => run_decode!(decode_q5_1, DECODE_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_1 | GgmlType::Q5_1 => return super::avx2_panels::gemm(ty, ops),
         GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
-        GgmlType::Q4K => run_tiles!(tile_q4_k, 2, 4, ops),
+
         GgmlType::Q6K if single => run_tiles!(tile_q6_k, 4, 1, ops),
-        GgmlType::Q6K => run_tiles!(tile_q6_k, 2, 4, ops),
+        GgmlType::Q4K | GgmlType::Q6K => return super::avx2_panels_k::gemm(ty, ops),
         _ => return false,
     }
     true
@@ -712,9 +713,9 @@ decode_kernel!(decode_q5_1, 24, 36, 4, sums_q5_1, pair_row_scales, finish_pair_l
 // ---------------------------------------------------------------- K-quants
 
 /// Q8_K block layout: f32 `d`, 256 quants, 16 i16 group sums.
-const Q8K_BYTES: usize = 292;
-const Q8K_QS: usize = 4;
-const Q8K_BSUMS: usize = 260;
+pub(super) const Q8K_BYTES: usize = 292;
+pub(super) const Q8K_QS: usize = 4;
+pub(super) const Q8K_BSUMS: usize = 260;
 
 /// `_mm256_shuffle_epi8` masks: `WORD_SPLAT[g]` broadcasts i16 word `g` of
 /// each 128-bit lane to the whole lane.
@@ -777,7 +778,9 @@ fn k4_scales_mins_u64(p: *const u8) -> (u64, u64) {
 
 /// Q4_K against Q8_K: `d_w * d_a * sum_g scale_g * sum(q_w * q_a)` minus
 /// `dmin_w * d_a * sum_g min_g * bsum_pair_g`, where a 32-element group's
-/// bsum pair is the sum of its two 16-element Q8_K group sums.
+/// bsum pair is the sum of its two 16-element Q8_K group sums. Batches run
+/// `panel_q4_k` in `avx2_panels_k.rs`, which repeats these f32 operations
+/// per output, so a change here needs the same change there.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_q4_k<const R: usize, const T: usize>(
     n_blocks: usize,
@@ -835,7 +838,9 @@ unsafe fn tile_q4_k<const R: usize, const T: usize>(
 }
 
 /// Q6_K against Q8_K with the unsigned 6-bit quants: `d_w * d_a * (sum_g
-/// scale_g * sum(q_w * q_a) - 32 * sum_g scale_g * bsum_g)`.
+/// scale_g * sum(q_w * q_a) - 32 * sum_g scale_g * bsum_g)`. Batches run
+/// `panel_q6_k` in `avx2_panels_k.rs`, which repeats these f32 operations
+/// per output, so a change here needs the same change there.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_q6_k<const R: usize, const T: usize>(
     n_blocks: usize,
@@ -844,11 +849,8 @@ unsafe fn tile_q6_k<const R: usize, const T: usize>(
     ahead: usize,
 ) -> [[f32; T]; R] {
     const BLOCK_BYTES: usize = 210;
-    const QH: usize = 128;
     const SCALES: usize = 192;
     const D: usize = 208;
-    let low_nibbles = _mm256_set1_epi8(0x0f);
-    let high_bits = _mm256_set1_epi8(0x30);
     let mut acc = [[_mm256_setzero_ps(); T]; R];
     for b in 0..n_blocks {
         let mut dy = [_mm256_setzero_ps(); T];
@@ -874,27 +876,7 @@ unsafe fn tile_q6_k<const R: usize, const T: usize>(
                 } else {
                     _mm256_permute2x128_si256(scales16, scales16, 0x11)
                 }));
-                let ql0 = load(block.add(64 * half));
-                let ql1 = load(block.add(64 * half + 32));
-                let qh = load(block.add(QH + 32 * half));
-                let values = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql0, low_nibbles),
-                        _mm256_and_si256(_mm256_slli_epi16(qh, 4), high_bits),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql1, low_nibbles),
-                        _mm256_and_si256(_mm256_slli_epi16(qh, 2), high_bits),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibbles),
-                        _mm256_and_si256(qh, high_bits),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles),
-                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_bits),
-                    ),
-                ];
+                let values = q6_k_values(block, half);
                 for (k, &value) in values.iter().enumerate() {
                     let scale = _mm256_shuffle_epi8(half_scales, mask(&PAIR_SPLAT[k]));
                     for t in 0..T {
@@ -910,4 +892,26 @@ unsafe fn tile_q6_k<const R: usize, const T: usize>(
         }
     }
     hsum_tile(&acc)
+}
+
+/// Unpacks half `half` (elements `128 * half..128 * half + 128`) of a Q6_K
+/// block to unsigned 6-bit quants, 32 consecutive elements per vector.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn q6_k_values(block: *const u8, half: usize) -> [__m256i; 4] {
+    const QH: usize = 128;
+    let low_nibbles = _mm256_set1_epi8(0x0f);
+    let high_bits = _mm256_set1_epi8(0x30);
+    let ql0 = load(block.add(64 * half));
+    let ql1 = load(block.add(64 * half + 32));
+    let qh = load(block.add(QH + 32 * half));
+    [
+        _mm256_or_si256(_mm256_and_si256(ql0, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 4), high_bits)),
+        _mm256_or_si256(_mm256_and_si256(ql1, low_nibbles), _mm256_and_si256(_mm256_slli_epi16(qh, 2), high_bits)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low_nibbles), _mm256_and_si256(qh, high_bits)),
+        _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low_nibbles),
+            _mm256_and_si256(_mm256_srli_epi16(qh, 2), high_bits),
+        ),
+    ]
 }

@@ -96,6 +96,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_panels;
 #[cfg(target_arch = "x86_64")]
+mod avx2_panels_k;
+#[cfg(target_arch = "x86_64")]
 mod avx2_quantize;
 #[cfg(target_arch = "x86_64")]
 mod avx2_tiles;
