@@ -286,8 +286,10 @@ fn rows_per_task(n_out: usize, n_threads: usize, n_tokens: usize) -> usize {
         (BATCH_MIN_ROWS, BATCH_TASKS_PER_THREAD)
     };
     let per_task = n_out / (n_threads.max(1) * tasks_per_thread);
-    // Multiples of 4 keep whole 4-row kernel tiles inside a task.
-    (per_task.max(min_rows) + 3) / 4 * 4
+    // Multiples of 4 keep whole 4-row decode tiles inside a task, and
+    // multiples of 8 whole 8-row batch panels.
+    let multiple = if n_tokens == 1 { 4 } else { 8 };
+    (per_task.max(min_rows) + multiple - 1) / multiple * multiple
 }
 
 const DECODE_MIN_ROWS: usize = 32;

@@ -68,27 +68,35 @@ pub(super) enum Dot {
 }
 
 impl Dot {
-    /// Lists the variants this CPU runs, `Maddubs` first.
-    pub(super) fn available() -> Vec<Dot> {
-        #[cfg_attr(not(turbokv_vnni), allow(unused_mut))]
-        let mut dots = vec![Dot::Maddubs];
+    /// Every variant this build has, `Maddubs` first.
+    const ALL: &'static [Dot] = &[
+        Dot::Maddubs,
         #[cfg(turbokv_vnni)]
-        {
-            if is_x86_feature_detected!("avxvnni") {
-                dots.push(Dot::AvxVnni);
-            }
-            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                dots.push(Dot::Avx512Vnni);
-            }
+        Dot::AvxVnni,
+        #[cfg(turbokv_vnni)]
+        Dot::Avx512Vnni,
+    ];
+
+    fn is_supported(self) -> bool {
+        match self {
+            Dot::Maddubs => true,
+            #[cfg(turbokv_vnni)]
+            Dot::AvxVnni => is_x86_feature_detected!("avxvnni"),
+            #[cfg(turbokv_vnni)]
+            Dot::Avx512Vnni => is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"),
         }
-        dots
     }
 
-    /// Returns the fastest variant this CPU runs. All give the same bits,
-    /// because the integer sums are exact.
+    /// Lists the variants this CPU runs, `Maddubs` first.
+    #[cfg(test)]
+    pub(super) fn available() -> Vec<Dot> {
+        Dot::ALL.iter().copied().filter(|dot| dot.is_supported()).collect()
+    }
+
+    /// Returns the first VNNI variant this CPU runs, else `Maddubs`. All
+    /// give the same bits, because the integer sums are exact.
     fn best() -> Dot {
-        let dots = Dot::available();
-        *dots.get(1).unwrap_or(&Dot::Maddubs)
+        Dot::ALL[1..].iter().copied().find(|dot| dot.is_supported()).unwrap_or(Dot::Maddubs)
     }
 }
 
@@ -105,7 +113,7 @@ pub(super) unsafe fn gemm(ty: super::GgmlType, ops: Operands) -> bool {
 /// Runs [`gemm`] with a chosen [`Dot`], for tests.
 ///
 /// # Safety
-/// As `avx2_tiles::gemm`, and the CPU must run `dot` (see [`Dot::available`]).
+/// As `avx2_tiles::gemm`, and the CPU must run `dot` (see `Dot::available`).
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn gemm_with(ty: super::GgmlType, ops: Operands, dot: Dot) -> bool {
     use super::GgmlType;
@@ -277,9 +285,9 @@ pub(super) unsafe fn quad(p: *const u8) -> __m256i {
 
 /// Returns, per token, the i32 sums of quads `first..first + 4` of the
 /// panel vectors `x` times the same quads of the token's activation quants
-/// at `y[t]`, with `vpmaddubsw`. Each i16 lane adds 4 pair sums, at most 4
-/// * 2 * 31 * 127 = 31496 in magnitude (unsigned quants up to 31,
-/// activations in -127..=127), before one `vpmaddwd` widens them.
+/// at `y[t]`, with `vpmaddubsw`. Each i16 lane adds 4 pair sums of
+/// unsigned quants up to 31 times any i8 activation, at most 4 * 2 * 31 *
+/// 128 = 31744 in magnitude, before one `vpmaddwd` widens them.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn half_sums_maddubs(x: &[__m256i], y: [*const u8; TOKENS], first: usize) -> [__m256i; TOKENS] {

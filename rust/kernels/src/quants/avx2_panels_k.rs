@@ -170,11 +170,11 @@ unsafe fn pack_q4_k(n_blocks: usize, rows: &[*const u8; PANEL_ROWS], panel: &mut
 }
 
 /// Multiplies Q4_K rows with a Q8_K token, with the integers and f32
-/// operations of `tile_q4_k`. Accumulator `k` adds `d_w * d_a` times `sum_c scale_c * sum(q_w * q_a)`
-/// over quants `4k..4k + 4` of every chunk `c`, then subtracts `dmin_w *
-/// d_a` times `min_2k * bsum_pair_2k + min_2k+1 * bsum_pair_2k+1` for `k`
-/// below 4, and 0 for the others. A chunk's bsum pair is the sum of its two
-/// 16-element Q8_K group sums.
+/// operations of `tile_q4_k`. Accumulator `k` adds `d_w * d_a` times
+/// `sum_c scale_c * sum(q_w * q_a)` over quants `4k..4k + 4` of every chunk
+/// `c`, then subtracts `dmin_w * d_a` times `min_2k * bsum_pair_2k +
+/// min_2k+1 * bsum_pair_2k+1` for `k` below 4, and 0 for the others. A
+/// chunk's bsum pair is the sum of its two 16-element Q8_K group sums.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn panel_q4_k(n_blocks: usize, panel: &[__m256i], act: *const u8) -> __m256 {
     let mut acc = [_mm256_setzero_ps(); 8];
@@ -184,7 +184,7 @@ unsafe fn panel_q4_k(n_blocks: usize, panel: &[__m256i], act: *const u8) -> __m2
         let mut bsum_pairs = [0i32; 4];
         let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
         _mm_storeu_si128(bsum_pairs.as_mut_ptr() as *mut __m128i, pairs);
-        let dy = _mm256_broadcast_ss(&*(y as *const f32));
+        let dy = _mm256_set1_ps(std::ptr::read_unaligned(y as *const f32));
         let scale = _mm256_mul_ps(_mm256_castsi256_ps(packed[QUANT_VECTORS + CHUNKS + 4]), dy);
         let min_scale = _mm256_mul_ps(_mm256_castsi256_ps(packed[QUANT_VECTORS + CHUNKS + 5]), dy);
 
@@ -259,7 +259,7 @@ unsafe fn panel_q6_k(n_blocks: usize, panel: &[__m256i], act: *const u8) -> __m2
     let mut acc = [_mm256_setzero_ps(); 8];
     for (b, packed) in panel.chunks_exact(Q6K_VECTORS).enumerate().take(n_blocks) {
         let y = act.add(b * Q8K_BYTES);
-        let dy = _mm256_broadcast_ss(&*(y as *const f32));
+        let dy = _mm256_set1_ps(std::ptr::read_unaligned(y as *const f32));
         let scale = _mm256_mul_ps(_mm256_castsi256_ps(packed[QUANT_VECTORS + 24]), dy);
 
         for k in 0..8 {

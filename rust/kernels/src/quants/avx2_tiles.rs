@@ -230,7 +230,6 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
         GgmlType::Q5_1 if single => run_decode!(decode_q5_1, DECODE_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_1 | GgmlType::Q5_1 => return super::avx2_panels::gemm(ty, ops),
         GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
-
         GgmlType::Q6K if single => run_tiles!(tile_q6_k, 4, 1, ops),
         GgmlType::Q4K | GgmlType::Q6K => return super::avx2_panels_k::gemm(ty, ops),
         _ => return false,
@@ -643,8 +642,8 @@ unsafe fn pair_q5(a: *const u8, b: *const u8, bits_at: usize, nibbles_at: usize)
 /// activation quants at `y`, from the [`pair_nibbles`] layout of rows 0
 /// and 1 (`x01`) and of rows 2 and 3 (`x23`). Each half of the activation
 /// is broadcast to both 128-bit lanes. Returns `[r0 low, r0 high, r2 low,
-/// r2 high | r1 low, r1 high, r3 low, r3 high]`: the halves that the
-/// panel kernels of `avx2_panels.rs` sum for each row and token. The
+/// r2 high | r1 low, r1 high, r3 low, r3 high]`: the same i32 half sums
+/// that the panel kernels of `avx2_panels.rs` compute per row and token. The
 /// `_mm256_maddubs_epi16` pair sums stay within +-8191 (unsigned quants up
 /// to 31 times activations in -127..=127 give at most 7874), so the 16-bit
 /// horizontal add cannot overflow.

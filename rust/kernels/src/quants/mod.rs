@@ -486,6 +486,13 @@ pub fn gemm_with(isa: Isa, ty: GgmlType, shape: GemmShape, weights: &[u8], acts:
     if shape.n_rows == 0 || shape.n_tokens == 0 {
         return;
     }
+    if shape.n == 0 {
+        // Empty rows: every product is the empty sum.
+        for t in 0..shape.n_tokens {
+            out[t * shape.out_stride..][..shape.n_rows].fill(0.0);
+        }
+        return;
+    }
 
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx2 && crate::f16::x86::has_f16c() {

@@ -771,30 +771,35 @@ fn simd_gemm_extreme_quants() {
                     block[0..4].copy_from_slice(&0.5f32.to_le_bytes());
                 }
             }
-            let x: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
-            let act_type = ty.vec_dot_type();
-            let mut act = vec![0u8; act_type.row_bytes(n).unwrap()];
-            quantize_row(act_type, &x, &mut act);
+            // Mixed signs, and all ones: the latter drives every 16-bit
+            // partial sum of the batch kernels to its largest magnitude.
+            let patterns: [fn(usize) -> f32; 2] = [|i| if i % 3 == 0 { -1.0 } else { 1.0 }, |_| 1.0];
+            for pattern in patterns {
+                let x: Vec<f32> = (0..n).map(pattern).collect();
+                let act_type = ty.vec_dot_type();
+                let mut act = vec![0u8; act_type.row_bytes(n).unwrap()];
+                quantize_row(act_type, &x, &mut act);
 
-            let n_rows = 5;
-            let n_tokens = 5;
-            let mut weights = vec![0u8; 1];
-            let mut acts = vec![0u8; 1];
-            for _ in 0..n_rows {
-                weights.extend(&row);
+                let n_rows = 9;
+                let n_tokens = 5;
+                let mut weights = vec![0u8; 1];
+                let mut acts = vec![0u8; 1];
+                for _ in 0..n_rows {
+                    weights.extend(&row);
+                }
+                for _ in 0..n_tokens {
+                    acts.extend(&act);
+                }
+                let shape = GemmShape {
+                    n,
+                    row_bytes: row.len(),
+                    n_rows,
+                    act_row_bytes: act.len(),
+                    n_tokens,
+                    out_stride: n_rows,
+                };
+                check_gemm(isa, ty, &GemmCase { shape, weights, acts });
             }
-            for _ in 0..n_tokens {
-                acts.extend(&act);
-            }
-            let shape = GemmShape {
-                n,
-                row_bytes: row.len(),
-                n_rows,
-                act_row_bytes: act.len(),
-                n_tokens,
-                out_stride: n_rows,
-            };
-            check_gemm(isa, ty, &GemmCase { shape, weights, acts });
         }
     }
 }
@@ -817,6 +822,18 @@ fn vec_dot_rows_matches_vec_dot() {
             let tolerance = 1e-5 * (magnitude + offset_magnitude(ty, row, &act)) + 1e-12;
             assert!(((got - expected) as f64).abs() <= tolerance, "{} row {}: {} vs {}", ty.name(), r, got, expected);
         }
+    }
+}
+
+#[test]
+fn gemm_empty_rows_give_zeros() {
+    for &ty in &TILED_TYPES {
+        let shape = GemmShape { n: 0, row_bytes: 0, n_rows: 3, act_row_bytes: 0, n_tokens: 2, out_stride: 4 };
+        let mut out = vec![7.0f32; 8];
+        gemm(ty, shape, &[], &[], &mut out);
+        assert_eq!(&out[0..3], &[0.0; 3], "{} token 0", ty.name());
+        assert_eq!(&out[4..7], &[0.0; 3], "{} token 1", ty.name());
+        assert_eq!((out[3], out[7]), (7.0, 7.0), "{} wrote past the rows", ty.name());
     }
 }
 
@@ -902,6 +919,8 @@ fn batch_outputs_match_one_token() {
 
 /// Checks that every `vpdpbusd` variant of the x86 panel kernels this CPU
 /// runs gives the same bits as the `vpmaddubsw` one, on edge-sized tiles.
+/// On a VNNI CPU the other gemm tests run `vpdpbusd`, so this test is what
+/// checks the `vpmaddubsw` kernel there.
 /// NOTE: on a CPU without AVX-VNNI or AVX-512 VNNI, or with a compiler
 /// older than 1.89, only the `vpmaddubsw` kernel exists and this compares
 /// it with itself.
