@@ -1,5 +1,5 @@
 //! AVX2 batch kernels for the unsigned 4- and 5-bit formats (Q4_0, Q4_1,
-//! Q5_0, Q5_1) over packed weight panels.
+//! Q5_0, Q5_1) over packed weight panels, and for Q8_0 where VNNI exists.
 //!
 //! A panel is 8 weight rows, unpacked once to bytes and transposed so that
 //! 32-bit lane `r` of vector `k` contains quants `4k..4k + 4` of row `r`'s
@@ -43,15 +43,26 @@ struct Format {
     /// Whether the block stores an offset `m` after `d` (and the
     /// activations are Q8_1 blocks).
     has_m: bool,
+    /// Whether the quants are signed bytes, packed with 128 added (Q8_0).
+    signed: bool,
     /// Factor of the offset term in the result (see `batch_kernel` in
     /// `avx2_tiles.rs`).
     coef: f32,
 }
 
-const Q4_0: Format = Format { block_bytes: 18, unpack: unsigned_q4_0, has_m: false, coef: -8.0 };
-const Q5_0: Format = Format { block_bytes: 22, unpack: unsigned_q5_0, has_m: false, coef: -16.0 };
-const Q4_1: Format = Format { block_bytes: 20, unpack: unsigned_q4_1, has_m: true, coef: 1.0 };
-const Q5_1: Format = Format { block_bytes: 24, unpack: unsigned_q5_1, has_m: true, coef: 1.0 };
+const Q4_0: Format = Format { block_bytes: 18, unpack: unsigned_q4_0, has_m: false, signed: false, coef: -8.0 };
+const Q5_0: Format = Format { block_bytes: 22, unpack: unsigned_q5_0, has_m: false, signed: false, coef: -16.0 };
+const Q4_1: Format = Format { block_bytes: 20, unpack: unsigned_q4_1, has_m: true, signed: false, coef: 1.0 };
+const Q5_1: Format = Format { block_bytes: 24, unpack: unsigned_q5_1, has_m: true, signed: false, coef: 1.0 };
+const Q8_0: Format = Format { block_bytes: 34, unpack: offset_q8_0, has_m: false, signed: true, coef: 0.0 };
+
+/// Unpacks a Q8_0 block's quants with 128 added, as unsigned bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn offset_q8_0(block: *const u8) -> __m256i {
+    let quants = _mm256_loadu_si256(block.add(2) as *const __m256i);
+    _mm256_xor_si256(quants, _mm256_set1_epi8(-128))
+}
 
 /// The instruction that multiplies 4 unsigned weight quants with 4 signed
 /// activation quants and adds them up, per 32-bit lane.
@@ -122,9 +133,12 @@ pub(super) unsafe fn gemm_with(ty: super::GgmlType, ops: Operands, dot: Dot) -> 
         GgmlType::Q5_0 => Q5_0,
         GgmlType::Q4_1 => Q4_1,
         GgmlType::Q5_1 => Q5_1,
+        // Quants up to 255 would overflow the 16-bit pair sums of
+        // `vpmaddubsw`, so Q8_0 needs `vpdpbusd`.
+        GgmlType::Q8_0 if dot != Dot::Maddubs => Q8_0,
         _ => return false,
     };
-    run(format, &ops, kernel_for(dot, format.has_m));
+    run(format, &ops, kernel_for(dot, format));
     true
 }
 
@@ -132,24 +146,36 @@ pub(super) unsafe fn gemm_with(ty: super::GgmlType, ops: Operands, dot: Dot) -> 
 /// rows per token (see `panel_kernel!`).
 type Kernel = unsafe fn(f32, usize, &[__m256i], [*const u8; TOKENS], [*const f32; TOKENS]) -> [__m256; TOKENS];
 
-fn kernel_for(dot: Dot, has_m: bool) -> Kernel {
-    match (dot, has_m) {
-        (Dot::Maddubs, true) => panel_maddubs::<true>,
-        (Dot::Maddubs, false) => panel_maddubs::<false>,
+fn kernel_for(dot: Dot, format: Format) -> Kernel {
+    match (dot, format.has_m, format.signed) {
+        (Dot::Maddubs, true, _) => panel_maddubs::<true, false>,
+        (Dot::Maddubs, false, _) => panel_maddubs::<false, false>,
         #[cfg(turbokv_vnni)]
-        (Dot::AvxVnni, true) => panel_avx_vnni::<true>,
+        (Dot::AvxVnni, true, _) => panel_avx_vnni::<true, false>,
         #[cfg(turbokv_vnni)]
-        (Dot::AvxVnni, false) => panel_avx_vnni::<false>,
+        (Dot::AvxVnni, false, signed) => {
+            if signed {
+                panel_avx_vnni::<false, true>
+            } else {
+                panel_avx_vnni::<false, false>
+            }
+        }
         #[cfg(turbokv_vnni)]
-        (Dot::Avx512Vnni, true) => panel_avx512_vnni::<true>,
+        (Dot::Avx512Vnni, true, _) => panel_avx512_vnni::<true, false>,
         #[cfg(turbokv_vnni)]
-        (Dot::Avx512Vnni, false) => panel_avx512_vnni::<false>,
+        (Dot::Avx512Vnni, false, signed) => {
+            if signed {
+                panel_avx512_vnni::<false, true>
+            } else {
+                panel_avx512_vnni::<false, false>
+            }
+        }
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run(format: Format, ops: &Operands, kernel: Kernel) {
-    let terms = token_terms(if format.has_m { ActSums::Q8_1 } else { ActSums::Q8_0 }, ops);
+    let terms = token_terms(format, ops);
     let mut panel = vec![_mm256_setzero_si256(); ops.n_blocks * PACKED_VECTORS];
     let mut r0 = 0;
     while r0 < ops.n_rows {
@@ -185,20 +211,41 @@ unsafe fn run(format: Format, ops: &Operands, kernel: Kernel) {
 }
 
 /// Computes `[d, offset]` of every activation block of every token with
-/// `act_terms`, as the one-token kernels do.
+/// `act_terms`, as the one-token kernels do. For signed formats the second
+/// value instead carries the bits of [`half_sums_i8`].
 #[target_feature(enable = "avx2,fma")]
-unsafe fn token_terms(sums: ActSums, ops: &Operands) -> Vec<f32> {
-    let block_bytes = if sums == ActSums::Q8_1 { 36 } else { 34 };
+unsafe fn token_terms(format: Format, ops: &Operands) -> Vec<f32> {
+    let sums = match (format.has_m, format.signed) {
+        (true, _) => ActSums::Q8_1,
+        (false, true) => ActSums::None,
+        (false, false) => ActSums::Q8_0,
+    };
+    let block_bytes = if format.has_m { 36 } else { 34 };
     let mut terms = vec![0.0f32; ops.n_tokens * ops.n_blocks * 2];
     for (t, token) in terms.chunks_exact_mut(2 * ops.n_blocks).enumerate() {
         let act = ops.acts.add(t * ops.act_row_bytes);
         for (b, block) in token.chunks_exact_mut(2).enumerate() {
             let (d, offset) = act_terms(act.add(b * block_bytes), sums);
             block[0] = d;
-            block[1] = offset;
+            block[1] = if format.signed { f32::from_bits(half_sums_i8(act.add(b * block_bytes + 2))) } else { offset };
         }
     }
     terms
+}
+
+/// Sums the 32 signed bytes at `p` in two halves, elements 0..16 and
+/// 16..32, and returns them as the low and high i16 of a u32 (each is at
+/// most 16 * 128 = 2048 in magnitude).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn half_sums_i8(p: *const u8) -> u32 {
+    let pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_loadu_si256(p as *const __m256i));
+    let quads = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    let mut lanes = [0i32; 8];
+    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, quads);
+    let low = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    let high = lanes[4] + lanes[5] + lanes[6] + lanes[7];
+    (low as u16 as u32) | (high as u16 as u32) << 16
 }
 
 /// Packs rows `r0..r0 + rows` into `panel`: per block, 8 vectors of
@@ -332,15 +379,18 @@ unsafe fn half_sums_avx512_vnni(x: &[__m256i], y: [*const u8; TOKENS], first: us
     sums
 }
 
-/// Defines `$name::<HAS_M>`, which multiplies the panel's 8 rows with
-/// `TOKENS` tokens and returns one vector of rows per token, summing quads
-/// with `$half_sums` under the target features `$features`. `terms[t]`
-/// points at token `t`'s `[d, offset]` pairs. `HAS_M` selects the formats
-/// with an offset `m` and Q8_1 activations.
+/// Defines `$name::<HAS_M, SIGNED>`, which multiplies the panel's 8 rows
+/// with `TOKENS` tokens and returns one vector of rows per token, summing
+/// quads with `$half_sums` under the target features `$features`.
+/// `terms[t]` points at token `t`'s `[d, offset]` pairs. `HAS_M` selects
+/// the formats with an offset `m` and Q8_1 activations. `SIGNED` selects
+/// Q8_0, whose packed quants carry 128 extra: each half sum loses 128 times
+/// the activation quants' half sum, which leaves the signed products' exact
+/// integer sum, as the one-token kernel computes it.
 macro_rules! panel_kernel {
     ($name:ident, $features:tt, $half_sums:ident) => {
         #[target_feature(enable = $features)]
-        unsafe fn $name<const HAS_M: bool>(
+        unsafe fn $name<const HAS_M: bool, const SIGNED: bool>(
             coef: f32,
             n_blocks: usize,
             panel: &[__m256i],
@@ -356,8 +406,17 @@ macro_rules! panel_kernel {
                 for t in 0..TOKENS {
                     y[t] = acts[t].add(b * act_bytes + quants_at);
                 }
-                let low_sums = $half_sums(packed, y, 0);
-                let high_sums = $half_sums(packed, y, 4);
+                let mut low_sums = $half_sums(packed, y, 0);
+                let mut high_sums = $half_sums(packed, y, 4);
+                if SIGNED {
+                    for t in 0..TOKENS {
+                        let act_sums = std::ptr::read(terms[t].add(2 * b + 1) as *const i32);
+                        let low_offset = _mm256_set1_epi32(128 * ((act_sums << 16) >> 16));
+                        let high_offset = _mm256_set1_epi32(128 * (act_sums >> 16));
+                        low_sums[t] = _mm256_sub_epi32(low_sums[t], low_offset);
+                        high_sums[t] = _mm256_sub_epi32(high_sums[t], high_offset);
+                    }
+                }
 
                 let d = _mm256_castsi256_ps(packed[8]);
                 let offset_scale = if HAS_M { _mm256_castsi256_ps(packed[9]) } else { d };
@@ -366,8 +425,10 @@ macro_rules! panel_kernel {
                     let scale = _mm256_mul_ps(d, dy);
                     low[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(low_sums[t]), low[t]);
                     high[t] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(high_sums[t]), high[t]);
-                    let offset_term = _mm256_broadcast_ss(&*terms[t].add(2 * b + 1));
-                    offsets[t] = _mm256_fmadd_ps(offset_scale, offset_term, offsets[t]);
+                    if !SIGNED {
+                        let offset_term = _mm256_broadcast_ss(&*terms[t].add(2 * b + 1));
+                        offsets[t] = _mm256_fmadd_ps(offset_scale, offset_term, offsets[t]);
+                    }
                 }
             }
             let coef = _mm256_set1_ps(coef);

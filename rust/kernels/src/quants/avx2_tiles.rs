@@ -4,8 +4,8 @@
 //!
 //! A tile unpacks each weight block once and multiplies it with the `T`
 //! activation blocks, and converts each binary16 scale once, with
-//! `vcvtph2ps`. Batches of formats other than Q8_0 run the panel kernels
-//! of `avx2_panels.rs` and `avx2_panels_k.rs` instead. Integer parts are
+//! `vcvtph2ps`. Batches run the panel kernels of `avx2_panels.rs` and
+//! `avx2_panels_k.rs` instead, except Q8_0 on CPUs without VNNI. Integer parts are
 //! exact as in `avx2.rs`, so results differ from the scalar reference only
 //! in the order of the f32 additions.
 //!
@@ -218,12 +218,16 @@ unsafe fn hsum_epi32(v: __m256i) -> i32 {
 pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
     // One token (decode) shares each activation block between the rows of
     // a tile, and a batch reuses each unpacked weight block for 4 tokens
-    // (Q8_0) or for all of them (panels). Both give every output the same
+    // (Q8_0 tiles) or for all of them (panels). Both give every output the same
     // f32 operations in the same order.
     let single = ops.n_tokens == 1;
     match ty {
         GgmlType::Q8_0 if single => run_decode!(decode_q8_0, DECODE_GROUPS, ops, ActSums::None),
-        GgmlType::Q8_0 => run_batch!(batch_q8_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::None),
+        GgmlType::Q8_0 => {
+            if !super::avx2_panels::gemm(ty, ops) {
+                run_batch!(batch_q8_0, BATCH_ROWS, BATCH_GROUPS, ops, ActSums::None)
+            }
+        }
         GgmlType::Q4_0 if single => run_decode!(decode_q4_0, DECODE_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q5_0 if single => run_decode!(decode_q5_0, DECODE_GROUPS, ops, ActSums::Q8_0),
         GgmlType::Q4_1 if single => run_decode!(decode_q4_1, DECODE_GROUPS, ops, ActSums::Q8_1),
