@@ -153,23 +153,15 @@ fn kernel_for(dot: Dot, format: Format) -> Kernel {
         #[cfg(turbokv_vnni)]
         (Dot::AvxVnni, true, _) => panel_avx_vnni::<true, false>,
         #[cfg(turbokv_vnni)]
-        (Dot::AvxVnni, false, signed) => {
-            if signed {
-                panel_avx_vnni::<false, true>
-            } else {
-                panel_avx_vnni::<false, false>
-            }
-        }
+        (Dot::AvxVnni, false, false) => panel_avx_vnni::<false, false>,
+        #[cfg(turbokv_vnni)]
+        (Dot::AvxVnni, false, true) => panel_avx_vnni::<false, true>,
         #[cfg(turbokv_vnni)]
         (Dot::Avx512Vnni, true, _) => panel_avx512_vnni::<true, false>,
         #[cfg(turbokv_vnni)]
-        (Dot::Avx512Vnni, false, signed) => {
-            if signed {
-                panel_avx512_vnni::<false, true>
-            } else {
-                panel_avx512_vnni::<false, false>
-            }
-        }
+        (Dot::Avx512Vnni, false, false) => panel_avx512_vnni::<false, false>,
+        #[cfg(turbokv_vnni)]
+        (Dot::Avx512Vnni, false, true) => panel_avx512_vnni::<false, true>,
     }
 }
 
@@ -179,8 +171,8 @@ unsafe fn run(format: Format, ops: &Operands, kernel: Kernel) {
     let mut panel = vec![_mm256_setzero_si256(); ops.n_blocks * PACKED_VECTORS];
     let mut r0 = 0;
     while r0 < ops.n_rows {
-        let rows = (ops.n_rows - r0).min(PANEL_ROWS);
-        pack_panel(format, ops, r0, rows, &mut panel);
+        let (row_ptrs, rows) = panel_rows(ops, r0);
+        pack_panel(format, &row_ptrs, &mut panel);
 
         let mut t0 = 0;
         while t0 < ops.n_tokens {
@@ -195,14 +187,7 @@ unsafe fn run(format: Format, ops: &Operands, kernel: Kernel) {
             }
             let sums = kernel(format.coef, ops.n_blocks, &panel, acts, token_terms);
             for (t, row_sums) in sums.iter().enumerate().take(tokens) {
-                let out = ops.out.add((t0 + t) * ops.out_stride + r0);
-                if rows == PANEL_ROWS {
-                    _mm256_storeu_ps(out, *row_sums);
-                } else {
-                    let mut lanes = [0.0f32; PANEL_ROWS];
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), *row_sums);
-                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), out, rows);
-                }
+                store_rows(ops.out.add((t0 + t) * ops.out_stride + r0), *row_sums, rows);
             }
             t0 += TOKENS;
         }
@@ -248,26 +233,47 @@ unsafe fn half_sums_i8(p: *const u8) -> u32 {
     (low as u16 as u32) | (high as u16 as u32) << 16
 }
 
-/// Packs rows `r0..r0 + rows` into `panel`: per block, 8 vectors of
-/// transposed quants, then `d` and `m` of each row as f32. Missing rows
-/// repeat the last one.
+/// Returns pointers to rows `r0..r0 + 8` of the weights, the missing ones
+/// repeating the last row, and how many of them exist.
+#[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pack_panel(format: Format, ops: &Operands, r0: usize, rows: usize, panel: &mut [__m256i]) {
+unsafe fn panel_rows(ops: &Operands, r0: usize) -> ([*const u8; PANEL_ROWS], usize) {
+    let rows = (ops.n_rows - r0).min(PANEL_ROWS);
     let mut row_ptrs = [ops.weights; PANEL_ROWS];
     for (r, ptr) in row_ptrs.iter_mut().enumerate() {
         *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
     }
+    (row_ptrs, rows)
+}
+
+/// Stores the first `rows` lanes of `sums` at `out`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn store_rows(out: *mut f32, sums: __m256, rows: usize) {
+    if rows == PANEL_ROWS {
+        _mm256_storeu_ps(out, sums);
+    } else {
+        let mut lanes = [0.0f32; PANEL_ROWS];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
+        std::ptr::copy_nonoverlapping(lanes.as_ptr(), out, rows);
+    }
+}
+
+/// Packs the rows at `rows` into `panel`: per block, 8 vectors of
+/// transposed quants, then `d` and `m` of each row as f32. Blocks without
+/// `m` give their first quant bytes there, which the kernels ignore.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_panel(format: Format, rows: &[*const u8; PANEL_ROWS], panel: &mut [__m256i]) {
     for (b, packed) in panel.chunks_exact_mut(PACKED_VECTORS).enumerate() {
-        let mut blocks = [ops.weights; PANEL_ROWS];
+        let mut blocks = [rows[0]; PANEL_ROWS];
         let mut quants = [_mm256_setzero_si256(); PANEL_ROWS];
         for r in 0..PANEL_ROWS {
-            blocks[r] = row_ptrs[r].add(b * format.block_bytes);
+            blocks[r] = rows[r].add(b * format.block_bytes);
             quants[r] = (format.unpack)(blocks[r]);
         }
         packed[..PANEL_ROWS].copy_from_slice(&transpose_dwords(quants));
-        let (d, m) = panel_scales(&blocks);
-        packed[8] = _mm256_castps_si256(d);
-        packed[9] = _mm256_castps_si256(m);
+        packed[8] = _mm256_castps_si256(row_halves(&blocks, 0));
+        packed[9] = _mm256_castps_si256(row_halves(&blocks, 2));
     }
 }
 
@@ -306,21 +312,16 @@ pub(super) unsafe fn transpose_dwords(x: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
-/// Converts the binary16 `d` (offset 0) and `m` (offset 2) of 8 blocks to
-/// f32, one lane per block. Blocks without `m` give their first quant bytes, which
-/// the kernels ignore.
+/// Converts the binary16 at offset `at` of each of 8 blocks to f32, one
+/// lane per block.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn panel_scales(blocks: &[*const u8; PANEL_ROWS]) -> (__m256, __m256) {
-    let mut d = [0u16; PANEL_ROWS];
-    let mut m = [0u16; PANEL_ROWS];
-    for r in 0..PANEL_ROWS {
-        d[r] = std::ptr::read_unaligned(blocks[r] as *const u16);
-        m[r] = std::ptr::read_unaligned(blocks[r].add(2) as *const u16);
+pub(super) unsafe fn row_halves(blocks: &[*const u8; PANEL_ROWS], at: usize) -> __m256 {
+    let mut halves = [0u16; PANEL_ROWS];
+    for (half, block) in halves.iter_mut().zip(blocks) {
+        *half = std::ptr::read_unaligned(block.add(at) as *const u16);
     }
-    let d = cvtph_ps(_mm_loadu_si128(d.as_ptr() as *const __m128i));
-    let m = cvtph_ps(_mm_loadu_si128(m.as_ptr() as *const __m128i));
-    (d, m)
+    cvtph_ps(_mm_loadu_si128(halves.as_ptr() as *const __m128i))
 }
 
 /// Broadcasts the 4 bytes at `p` to every 32-bit lane.
@@ -351,33 +352,30 @@ unsafe fn half_sums_maddubs(x: &[__m256i], y: [*const u8; TOKENS], first: usize)
     sums
 }
 
-/// [`half_sums_maddubs`] with AVX-VNNI, which sums in i32 directly.
+/// Defines `$name`, [`half_sums_maddubs`] with the `vpdpbusd` intrinsic
+/// `$dot` under the target features `$features`, which sums in i32
+/// directly.
 #[cfg(turbokv_vnni)]
-#[inline]
-#[target_feature(enable = "avx2,fma,avxvnni")]
-unsafe fn half_sums_avx_vnni(x: &[__m256i], y: [*const u8; TOKENS], first: usize) -> [__m256i; TOKENS] {
-    let mut sums = [_mm256_setzero_si256(); TOKENS];
-    for k in first..first + 4 {
-        for t in 0..TOKENS {
-            sums[t] = _mm256_dpbusd_avx_epi32(sums[t], x[k], quad(y[t].add(4 * k)));
+macro_rules! vnni_half_sums {
+    ($name:ident, $features:tt, $dot:ident) => {
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(x: &[__m256i], y: [*const u8; TOKENS], first: usize) -> [__m256i; TOKENS] {
+            let mut sums = [_mm256_setzero_si256(); TOKENS];
+            for k in first..first + 4 {
+                for t in 0..TOKENS {
+                    sums[t] = $dot(sums[t], x[k], quad(y[t].add(4 * k)));
+                }
+            }
+            sums
         }
-    }
-    sums
+    };
 }
 
-/// [`half_sums_maddubs`] with AVX-512 VNNI on 256-bit registers.
 #[cfg(turbokv_vnni)]
-#[inline]
-#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-unsafe fn half_sums_avx512_vnni(x: &[__m256i], y: [*const u8; TOKENS], first: usize) -> [__m256i; TOKENS] {
-    let mut sums = [_mm256_setzero_si256(); TOKENS];
-    for k in first..first + 4 {
-        for t in 0..TOKENS {
-            sums[t] = _mm256_dpbusd_epi32(sums[t], x[k], quad(y[t].add(4 * k)));
-        }
-    }
-    sums
-}
+vnni_half_sums!(half_sums_avx_vnni, "avx2,fma,avxvnni", _mm256_dpbusd_avx_epi32);
+#[cfg(turbokv_vnni)]
+vnni_half_sums!(half_sums_avx512_vnni, "avx2,fma,avx512vnni,avx512vl", _mm256_dpbusd_epi32);
 
 /// Defines `$name::<HAS_M, SIGNED>`, which multiplies the panel's 8 rows
 /// with `TOKENS` tokens and returns one vector of rows per token, summing

@@ -16,10 +16,9 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2_panels::{quad, transpose_dwords, PANEL_ROWS};
+use super::avx2_panels::{quad, row_halves, store_rows, transpose_dwords, PANEL_ROWS};
 use super::avx2_tiles::{q6_k_values, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
 use super::{k4_scales_mins, GgmlType, Operands};
-use crate::f16::x86::cvtph_ps;
 
 /// 32-element chunks per super-block.
 const CHUNKS: usize = 8;
@@ -63,6 +62,9 @@ unsafe fn run(ops: &Operands, block_vectors: usize, pack: Pack, kernel: Kernel) 
     let mut panel = vec![_mm256_setzero_si256(); ops.n_blocks * block_vectors];
     let mut r0 = 0;
     while r0 < ops.n_rows {
+        // Calling `avx2_panels::panel_rows` here instead made LLVM
+        // inline the kernels into this loop, and Q4_K ran about 20% slower
+        // (`bench_quants`, rows of 2048).
         let rows = (ops.n_rows - r0).min(PANEL_ROWS);
         let mut row_ptrs = [ops.weights; PANEL_ROWS];
         for (r, ptr) in row_ptrs.iter_mut().enumerate() {
@@ -72,14 +74,7 @@ unsafe fn run(ops: &Operands, block_vectors: usize, pack: Pack, kernel: Kernel) 
 
         for t in 0..ops.n_tokens {
             let sums = kernel(ops.n_blocks, &panel, ops.acts.add(t * ops.act_row_bytes));
-            let out = ops.out.add(t * ops.out_stride + r0);
-            if rows == PANEL_ROWS {
-                _mm256_storeu_ps(out, sums);
-            } else {
-                let mut lanes = [0.0f32; PANEL_ROWS];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
-                std::ptr::copy_nonoverlapping(lanes.as_ptr(), out, rows);
-            }
+            store_rows(ops.out.add(t * ops.out_stride + r0), sums, rows);
         }
         r0 += PANEL_ROWS;
     }
@@ -102,17 +97,6 @@ unsafe fn i16_lanes(low: [i16; PANEL_ROWS], high: [i16; PANEL_ROWS]) -> __m256i 
         lanes[r] = (low[r] as u16 as u32) | (high[r] as u16 as u32) << 16;
     }
     _mm256_loadu_si256(lanes.as_ptr() as *const __m256i)
-}
-
-/// Converts the binary16 at offset `at` of each row's block to f32.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_halves(blocks: &[*const u8; PANEL_ROWS], at: usize) -> __m256 {
-    let mut halves = [0u16; PANEL_ROWS];
-    for (half, block) in halves.iter_mut().zip(blocks) {
-        *half = std::ptr::read_unaligned(block.add(at) as *const u16);
-    }
-    cvtph_ps(_mm_loadu_si128(halves.as_ptr() as *const __m128i))
 }
 
 /// Adds the 8 accumulators as `hsum_ps` in `avx2_tiles.rs` adds the lanes

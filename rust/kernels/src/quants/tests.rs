@@ -947,7 +947,8 @@ fn panel_dot_variants_agree() {
             if unsafe { gemm_with(ty, ops, dot) } {
                 outputs.push((dot, out));
             } else {
-                assert!(ty == GgmlType::Q8_0 && dot == Dot::Maddubs, "{} has no {:?} panel kernel", ty.name(), dot);
+                assert_eq!(ty, GgmlType::Q8_0, "{} has no {:?} panel kernel", ty.name(), dot);
+                assert_eq!(dot, Dot::Maddubs, "{} has no {:?} panel kernel", ty.name(), dot);
             }
         }
         let reference = match outputs.first() {
