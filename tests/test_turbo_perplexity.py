@@ -10,18 +10,17 @@ Measured (perplexity increase over fp32, KL divergence from fp32):
 
 | model | 5b/5b | 4b/4b | 4b keys, fp16 values | 3b/3b | llama.cpp q4_0 |
 |---|---|---|---|---|---|
-| Gemma 3 270M | +0.64%, 0.013 | +2.45%, 0.029 | +1.41%, 0.024 | +6.87%, 0.082 | +11.26% |
-| SmolLM2-135M | +0.43%, 0.009 | +0.95%, 0.024 | +0.83%, 0.017 | +7.96%, 0.078 | +6.02% |
+| Gemma 3 270M | +0.40%, 0.012 | +1.92%, 0.025 | +1.19%, 0.019 | +6.09%, 0.072 | +11.26% |
+| SmolLM2-135M | +0.28%, 0.008 | +1.32%, 0.021 | +1.32%, 0.016 | +7.09%, 0.068 | +6.02% |
 
 The computation is deterministic, so these bounds cannot flake; a change
 that makes the caches worse fails them.
 
-NOTE: Gemma's turbo_kv_4b keys with fp16 values sit close to the 1.5% bound,
-and changes that only reorder f32 additions move that number. The same case
-measured +2.06% (KL 0.0243) with TURBOKV_SIMD=scalar, and +1.71% (KL 0.0247)
-with AVX2 Q4_K and Q6_K kernels that sum each super-block in integers first,
-against +1.41% (KL 0.0239) with the AVX2 kernels in use. So the bound holds
-for these kernels, not for every float order.
+NOTE: perplexity increases below about 0.5% are noise on 16 chunks: a
+change that lowered the KL divergence of turbo_kv_4b keys with fp16 values
+on SmolLM2 (0.0170 to 0.0161) raised this case from +0.83% to +1.32%, and
+reordering f32 additions in the weight kernels moves it too. The 1.5%
+bound has 0.2% to 0.3% of margin on both models.
 """
 
 import re
@@ -43,6 +42,15 @@ LLAMA_NAMES = {"gemma_path": "gemma3-270m-q4_k_m", "smollm_path": "smollm2-135m-
 MAX_INCREASE = {
     ("turbo_kv_5b", "turbo_kv_5b"): 1.0,
     ("turbo_kv_4b", "fp16"): 1.5,
+}
+
+# Largest accepted KL divergence from the fp32 cache, per model. Key
+# centers scaled per rope pair brought these cases from 0.0292 and 0.0239
+# (Gemma) and 0.0239 and 0.0170 (SmolLM2) to about 0.025, 0.020, 0.021 and
+# 0.016.
+MAX_KL = {
+    "gemma_path": {("turbo_kv_4b", "turbo_kv_4b"): 0.027, ("turbo_kv_4b", "fp16"): 0.021},
+    "smollm_path": {("turbo_kv_4b", "turbo_kv_4b"): 0.0225, ("turbo_kv_4b", "fp16"): 0.0175},
 }
 
 
@@ -79,6 +87,14 @@ def test_perplexity_increase_within_goal(scored, pair):
 
     assert result["n_chunks"] == N_CHUNKS
     assert increase_percent(result) <= MAX_INCREASE[pair], f"{pair}: {increase_percent(result):+.2f}%"
+
+
+@pytest.mark.parametrize("pair", [("turbo_kv_4b", "turbo_kv_4b"), ("turbo_kv_4b", "fp16")])
+def test_divergence_within_bound(scored, pair):
+    model_fixture, results = scored
+    kl = results[pair]["kl_divergence"]
+
+    assert kl <= MAX_KL[model_fixture][pair], f"{pair}: KL {kl:.5f}"
 
 
 def test_turbo_4b_beats_llama_q4_0(scored):

@@ -7,10 +7,12 @@
 //! quantized, so turbokv stores `k - R(p0) c` instead of `k`, with `c` the
 //! head's mean key before rope and `R(p0)` the rope rotation at the first
 //! position of the key's 16-position chunk, and adds `q · R(p0) c` back to
-//! every score of that chunk.
+//! every score of that chunk. Each rope pair of `c` is first scaled by
+//! [`chunk_shrink`], since `R(p0)` only approximates the rotation of the
+//! later positions of a chunk, and not at all for pairs that turn fast.
 //!
 //! Centered keys are also divided, per rope pair, by `s` with
-//! `s^2 = sqrt(E|k - c|^2 / E|q|^2)` over the pair's two dimensions, and
+//! `s^2 = sqrt(E|k - R(p0) c|^2 / E|q|^2)` over the pair's two dimensions, and
 //! queries are multiplied by `s`, which leaves every score unchanged. This
 //! balances where queries and keys carry their energy: the error of a
 //! quantized score falls from `(sum a)(sum b)` to `(sum sqrt(a b))^2`, with
@@ -94,6 +96,20 @@ pub const CENTER_CHUNK: usize = 16;
 /// The first position of `pos`'s center chunk.
 pub fn chunk_start(pos: usize) -> usize {
     pos / CENTER_CHUNK * CENTER_CHUNK
+}
+
+/// The factor by which a rope pair's center is scaled before keys subtract
+/// it, for a pair that turns by `omega` radians per position.
+///
+/// A key `j` positions into its chunk carries the pair's center as
+/// `R(p0 + j) c`, but the cache subtracts `R(p0) a c`. Over the chunk that
+/// leaves `|c|^2 (1 - 2 a m + a^2)` on average, with `m` the mean of
+/// `cos(j omega)`, which `a = m` minimizes to `|c|^2 (1 - m^2)`. A slow
+/// pair keeps its whole center (`m` near 1). A pair that turns a radian per
+/// position keeps almost none of it: subtracting its whole center would add
+/// up to twice the center's energy instead of removing it.
+pub fn chunk_shrink(omega: f64) -> f64 {
+    (0..CENTER_CHUNK).map(|j| (j as f64 * omega).cos()).sum::<f64>() / CENTER_CHUNK as f64
 }
 
 /// Cosines and sines of every rope pair's angle at the start of each
@@ -243,6 +259,29 @@ mod tests {
             sum += q[p.a] as f64 * (ca * cos - cb * sin) + q[p.b] as f64 * (ca * sin + cb * cos);
         }
         sum
+    }
+
+    /// Mean of `|R(j omega) c - a c|^2 / |c|^2` over the offsets of a chunk.
+    fn chunk_residual(omega: f64, a: f64) -> f64 {
+        let n = CENTER_CHUNK as f64;
+        (0..CENTER_CHUNK).map(|j| 1.0 - 2.0 * a * (j as f64 * omega).cos() + a * a).sum::<f64>() / n
+    }
+
+    #[test]
+    fn shrink_minimizes_the_chunk_residual() {
+        assert_eq!(chunk_shrink(0.0), 1.0);
+        for &omega in &[1e-4, 0.01, 0.05, 0.1, 0.3, 1.0, 2.5] {
+            let m = chunk_shrink(omega);
+            let best = chunk_residual(omega, m);
+
+            assert!((best - (1.0 - m * m)).abs() < 1e-12, "omega {omega}");
+            for a in [0.0, 1.0, m - 0.05, m + 0.05] {
+                assert!(best <= chunk_residual(omega, a) + 1e-12, "omega {omega}: a {a} beats {m}");
+            }
+        }
+        // A pair turning a radian per position keeps little of its center.
+        assert!(chunk_shrink(1.0).abs() < 0.1);
+        assert!(chunk_shrink(1e-4) > 0.999);
     }
 
     #[test]

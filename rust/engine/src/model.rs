@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use crate::centering::{key_scales, rope_pairs, LayerCenter};
+use crate::centering::{chunk_shrink, key_scales, rope_pairs, LayerCenter, RopePair};
 use crate::centers_cache;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -40,7 +40,7 @@ const CALIBRATION_TOKENS: usize = 96;
 /// Version of the calibration procedure, part of the cache fingerprint.
 /// Raise it whenever calibration would compute different centers from the
 /// same file and text, so that centers cached by older releases are not reused.
-const CALIBRATION_VERSION: u32 = 1;
+const CALIBRATION_VERSION: u32 = 2;
 
 impl Model {
     /// Opens `path` and checks every tensor the architecture needs.
@@ -256,36 +256,62 @@ fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
             key.iter_mut().zip(row).for_each(|(m, &x)| *m += x as f64);
         }
         let scale = 1.0 / (n.max(2) - 1) as f64;
-        let key: Vec<f32> = key.iter().map(|x| (x * scale) as f32).collect();
+        let mean: Vec<f32> = key.iter().map(|x| (x * scale) as f32).collect();
         let pairs = rope_pairs(c, &c.layers[il], factors);
-        let key_scale = layer_key_scales(c, il, &pairs, &keys[il], &queries[il], &key);
+        let key_scale = layer_key_scales(c, il, &pairs, &keys[il], &queries[il], &mean);
+        let key = shrink_center(&pairs, mean, d);
         centers.push(LayerCenter { key, key_scale, pairs });
     }
     log::debug!("calibrated KV centers on {n} tokens");
     Ok(centers)
 }
 
-/// Key divisors of every KV head of a layer (see [`key_scales`]).
+/// Scales each rope pair of every head's mean key by [`chunk_shrink`].
+fn shrink_center(pairs: &[RopePair], mut mean: Vec<f32>, head_dim: usize) -> Vec<f32> {
+    for head in mean.chunks_exact_mut(head_dim) {
+        for p in pairs {
+            let m = chunk_shrink(p.omega) as f32;
+            head[p.a] *= m;
+            head[p.b] *= m;
+        }
+    }
+    mean
+}
+
+/// Key divisors of every KV head of a layer (see [`key_scales`]), from the
+/// keys' mean before rope.
+///
+/// The energy of a pair is that of what the cache stores: the keys' spread
+/// around their mean, plus `(1 - m^2) |c|^2` of the mean `c` left after
+/// subtracting `m c` per chunk (`m` from [`chunk_shrink`]).
 fn layer_key_scales(
     c: &Config,
     il: usize,
-    pairs: &[crate::centering::RopePair],
+    pairs: &[RopePair],
     keys: &[f32],
     queries: &[f32],
-    center: &[f32],
+    mean: &[f32],
 ) -> Vec<f32> {
     let d = c.head_dim;
     let kv_dim = c.n_kv_heads * d;
     let q_dim = c.n_head * d;
     let gqa = c.gqa_ratio();
+    let n_rows = (keys.len() / kv_dim).saturating_sub(1) as f64;
     let mut scales = Vec::with_capacity(kv_dim);
     for h in 0..c.n_kv_heads {
+        let center = &mean[h * d..(h + 1) * d];
         let mut ek = vec![0.0f64; d];
         let mut eq = vec![0.0f64; d];
         for row in keys.chunks_exact(kv_dim).skip(1) {
             for i in 0..d {
-                ek[i] += (row[h * d + i] as f64 - center[h * d + i] as f64).powi(2);
+                ek[i] += (row[h * d + i] as f64 - center[i] as f64).powi(2);
             }
+        }
+        for p in pairs {
+            let m = chunk_shrink(p.omega);
+            let left = (1.0 - m * m) * ((center[p.a] as f64).powi(2) + (center[p.b] as f64).powi(2));
+            ek[p.a] += n_rows * left / 2.0;
+            ek[p.b] += n_rows * left / 2.0;
         }
         for row in queries.chunks_exact(q_dim).skip(1) {
             for g in 0..gqa {
