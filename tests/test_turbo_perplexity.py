@@ -10,7 +10,7 @@ Measured (perplexity increase over fp32, KL divergence from fp32):
 
 | model | 5b/5b | 4b/4b | 4b keys, fp16 values | 3b/3b | llama.cpp q4_0 |
 |---|---|---|---|---|---|
-| Gemma 3 270M | +0.40%, 0.012 | +1.92%, 0.025 | +1.19%, 0.019 | +6.09%, 0.072 | +11.26% |
+| Gemma 3 270M | +0.69%, 0.012 | +2.14%, 0.026 | +1.27%, 0.020 | +6.57%, 0.072 | +11.26% |
 | SmolLM2-135M | +0.28%, 0.008 | +1.32%, 0.021 | +1.32%, 0.016 | +7.09%, 0.068 | +6.02% |
 
 The computation is deterministic, so these bounds cannot flake; a change
@@ -46,7 +46,7 @@ MAX_INCREASE = {
 
 # Largest accepted KL divergence from the fp32 cache, per model. Key
 # centers scaled per rope pair brought these cases from 0.0292 and 0.0239
-# (Gemma) and 0.0239 and 0.0170 (SmolLM2) to about 0.025, 0.020, 0.021 and
+# (Gemma) and 0.0239 and 0.0170 (SmolLM2) to about 0.026, 0.020, 0.021 and
 # 0.016.
 MAX_KL = {
     "gemma_path": {("turbo_kv_4b", "turbo_kv_4b"): 0.027, ("turbo_kv_4b", "fp16"): 0.021},

@@ -32,7 +32,7 @@ const PACKED_VECTORS: usize = 10;
 /// Tokens per pass over a panel, each with three f32 accumulators. 2 and 4
 /// ran at the same speed with `bench_quants` on one Xeon core (rows of
 /// 2048, with and without VNNI).
-const TOKENS: usize = 2;
+pub(super) const TOKENS: usize = 2;
 
 /// One weight format as the panel kernels see it.
 #[derive(Clone, Copy)]

@@ -6,17 +6,14 @@
 //! `4k..4k + 4` of every row. The rows' scales are widened to i16 pairs, so
 //! `_mm256_madd_epi16` applies them lane by lane.
 //!
-//! The one-token kernels `tile_q4_k` and `tile_q6_k` of `avx2_tiles.rs` keep
-//! 8 f32 accumulators per output, lane `j` collecting the products of
-//! quants `4j..4j + 4` of every chunk, and add them up at the end. These
-//! kernels keep the same 8 accumulators per output, one per `k`, and update
-//! them with the same integers and f32 operations in the same order. So a
-//! token's results do not depend on its batch, and the model's outputs match
-//! those of the tile kernels bit for bit.
+//! Per super-block, row and token, the kernels form the exact integer sums
+//! that the one-token kernels `decode_q4_k` and `decode_q6_k` of
+//! `avx2_tiles.rs` form, and scale them with the same f32 operations. So a
+//! token's results do not depend on its batch.
 
 use std::arch::x86_64::*;
 
-use super::avx2_panels::{quad, row_halves, store_rows, transpose_dwords, PANEL_ROWS};
+use super::avx2_panels::{quad, row_halves, store_rows, transpose_dwords, PANEL_ROWS, TOKENS};
 use super::avx2_tiles::{q6_k_values, Q8K_BSUMS, Q8K_BYTES, Q8K_QS};
 use super::{k4_scales_mins, GgmlType, Operands};
 
@@ -26,10 +23,9 @@ const CHUNKS: usize = 8;
 /// Vectors of transposed quants per super-block.
 const QUANT_VECTORS: usize = CHUNKS * 8;
 
-/// Q4_K panel block: quants, the scale of each chunk (as i16 pairs), the
-/// mins of chunks `2j` and `2j + 1` side by side for `j` in 0..4, then `d`
-/// and `dmin`.
-const Q4K_VECTORS: usize = QUANT_VECTORS + CHUNKS + 4 + 2;
+/// Q4_K panel block: quants, the scale and the min of each chunk (as i16
+/// pairs), then `d` and `dmin`.
+const Q4K_VECTORS: usize = QUANT_VECTORS + 2 * CHUNKS + 2;
 
 /// Q6_K panel block: quants, the scale of each 16-element group (as i16
 /// pairs), the scales of groups `2k` and `2k + 1` side by side, then `d`.
@@ -53,9 +49,9 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
 /// Packs the rows at `rows` into one panel block per super-block.
 type Pack = unsafe fn(n_blocks: usize, rows: &[*const u8; PANEL_ROWS], panel: &mut [__m256i]);
 
-/// Multiplies a panel with one token (a pointer to its Q8_K row) and
-/// returns one vector of rows.
-type Kernel = unsafe fn(n_blocks: usize, panel: &[__m256i], act: *const u8) -> __m256;
+/// Multiplies a panel with `TOKENS` tokens (pointers to their Q8_K rows)
+/// and returns one vector of rows per token.
+type Kernel = unsafe fn(n_blocks: usize, panel: &[__m256i], acts: [*const u8; TOKENS]) -> [__m256; TOKENS];
 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run(ops: &Operands, block_vectors: usize, pack: Pack, kernel: Kernel) {
@@ -72,9 +68,19 @@ unsafe fn run(ops: &Operands, block_vectors: usize, pack: Pack, kernel: Kernel) 
         }
         pack(ops.n_blocks, &row_ptrs, &mut panel);
 
-        for t in 0..ops.n_tokens {
-            let sums = kernel(ops.n_blocks, &panel, ops.acts.add(t * ops.act_row_bytes));
-            store_rows(ops.out.add(t * ops.out_stride + r0), sums, rows);
+        let mut t0 = 0;
+        while t0 < ops.n_tokens {
+            let tokens = (ops.n_tokens - t0).min(TOKENS);
+            let mut acts = [ops.acts; TOKENS];
+            for (t, act) in acts.iter_mut().enumerate() {
+                // Past the last token, repeat it.
+                *act = ops.acts.add((t0 + t.min(tokens - 1)) * ops.act_row_bytes);
+            }
+            let sums = kernel(ops.n_blocks, &panel, acts);
+            for (t, &token_sums) in sums.iter().enumerate().take(tokens) {
+                store_rows(ops.out.add((t0 + t) * ops.out_stride + r0), token_sums, rows);
+            }
+            t0 += TOKENS;
         }
         r0 += PANEL_ROWS;
     }
@@ -97,16 +103,6 @@ unsafe fn i16_lanes(low: [i16; PANEL_ROWS], high: [i16; PANEL_ROWS]) -> __m256i 
         lanes[r] = (low[r] as u16 as u32) | (high[r] as u16 as u32) << 16;
     }
     _mm256_loadu_si256(lanes.as_ptr() as *const __m256i)
-}
-
-/// Adds the 8 accumulators as `hsum_ps` in `avx2_tiles.rs` adds the lanes
-/// of one: `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn sum_accumulators(acc: &[__m256; 8]) -> __m256 {
-    let even = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
-    let odd = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
-    _mm256_add_ps(even, odd)
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -144,50 +140,58 @@ unsafe fn pack_q4_k(n_blocks: usize, rows: &[*const u8; PANEL_ROWS], panel: &mut
         }
         for c in 0..CHUNKS {
             packed[QUANT_VECTORS + c] = i16_pairs(scales[c]);
+            packed[QUANT_VECTORS + CHUNKS + c] = i16_pairs(mins[c]);
         }
-        for j in 0..4 {
-            packed[QUANT_VECTORS + CHUNKS + j] = i16_lanes(mins[2 * j], mins[2 * j + 1]);
-        }
-        packed[QUANT_VECTORS + CHUNKS + 4] = _mm256_castps_si256(row_halves(&blocks, 0));
-        packed[QUANT_VECTORS + CHUNKS + 5] = _mm256_castps_si256(row_halves(&blocks, 2));
+        packed[QUANT_VECTORS + 2 * CHUNKS] = _mm256_castps_si256(row_halves(&blocks, 0));
+        packed[QUANT_VECTORS + 2 * CHUNKS + 1] = _mm256_castps_si256(row_halves(&blocks, 2));
     }
 }
 
-/// Multiplies Q4_K rows with a Q8_K token, with the integers and f32
-/// operations of `tile_q4_k`. Accumulator `k` adds `d_w * d_a` times
-/// `sum_c scale_c * sum(q_w * q_a)` over quants `4k..4k + 4` of every chunk
-/// `c`, then subtracts `dmin_w * d_a` times `min_2k * bsum_pair_2k +
-/// min_2k+1 * bsum_pair_2k+1` for `k` below 4, and 0 for the others. A
-/// chunk's bsum pair is the sum of its two 16-element Q8_K group sums.
+/// Multiplies Q4_K rows with `TOKENS` Q8_K tokens: per super-block,
+/// `d_w * d_a` times `sum_c scale_c * sum(q_w * q_a)` minus `dmin_w * d_a`
+/// times `sum_c min_c * bsum_pair_c`, both sums in integers. A chunk's bsum
+/// pair is the sum of its two 16-element Q8_K group sums.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn panel_q4_k(n_blocks: usize, panel: &[__m256i], act: *const u8) -> __m256 {
-    let mut acc = [_mm256_setzero_ps(); 8];
+unsafe fn panel_q4_k(n_blocks: usize, panel: &[__m256i], acts: [*const u8; TOKENS]) -> [__m256; TOKENS] {
+    let mut acc = [_mm256_setzero_ps(); TOKENS];
     for (b, packed) in panel.chunks_exact(Q4K_VECTORS).enumerate().take(n_blocks) {
-        let y = act.add(b * Q8K_BYTES);
-        let bsums = _mm256_loadu_si256(y.add(Q8K_BSUMS) as *const __m256i);
-        let mut bsum_pairs = [0i32; 4];
-        let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-        _mm_storeu_si128(bsum_pairs.as_mut_ptr() as *mut __m128i, pairs);
-        let dy = _mm256_set1_ps(std::ptr::read_unaligned(y as *const f32));
-        let scale = _mm256_mul_ps(_mm256_castsi256_ps(packed[QUANT_VECTORS + CHUNKS + 4]), dy);
-        let min_scale = _mm256_mul_ps(_mm256_castsi256_ps(packed[QUANT_VECTORS + CHUNKS + 5]), dy);
+        let mut y = [acts[0]; TOKENS];
+        for t in 0..TOKENS {
+            y[t] = acts[t].add(b * Q8K_BYTES);
+        }
 
-        for k in 0..8 {
-            let mut sums = _mm256_setzero_si256();
-            for c in 0..CHUNKS {
-                let products = _mm256_maddubs_epi16(packed[8 * c + k], quad(y.add(Q8K_QS + 32 * c + 4 * k)));
-                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(products, packed[QUANT_VECTORS + c]));
+        let mut sums = [_mm256_setzero_si256(); TOKENS];
+        let mut min_sums = [_mm256_setzero_si256(); TOKENS];
+        for c in 0..CHUNKS {
+            // Each i16 lane adds 8 pair sums, at most 8 * 2 * 15 * 128 =
+            // 30720 in magnitude.
+            let mut chunk_sums = [_mm256_setzero_si256(); TOKENS];
+            for k in 0..8 {
+                let x = packed[8 * c + k];
+                for t in 0..TOKENS {
+                    let products = _mm256_maddubs_epi16(x, quad(y[t].add(Q8K_QS + 32 * c + 4 * k)));
+                    chunk_sums[t] = _mm256_add_epi16(chunk_sums[t], products);
+                }
             }
-            let min_sums = if k < 4 {
-                _mm256_madd_epi16(packed[QUANT_VECTORS + CHUNKS + k], _mm256_set1_epi32(bsum_pairs[k]))
-            } else {
-                _mm256_setzero_si256()
-            };
-            acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[k]);
-            acc[k] = _mm256_fnmadd_ps(min_scale, _mm256_cvtepi32_ps(min_sums), acc[k]);
+            let scale = packed[QUANT_VECTORS + c];
+            let min = packed[QUANT_VECTORS + CHUNKS + c];
+            for t in 0..TOKENS {
+                sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(chunk_sums[t], scale));
+                // The chunk's two 16-element sums, times its min.
+                let bsum_pair = quad(y[t].add(Q8K_BSUMS + 4 * c));
+                min_sums[t] = _mm256_add_epi32(min_sums[t], _mm256_madd_epi16(min, bsum_pair));
+            }
+        }
+
+        let d = _mm256_castsi256_ps(packed[QUANT_VECTORS + 2 * CHUNKS]);
+        let dmin = _mm256_castsi256_ps(packed[QUANT_VECTORS + 2 * CHUNKS + 1]);
+        for t in 0..TOKENS {
+            let dy = _mm256_set1_ps(std::ptr::read_unaligned(y[t] as *const f32));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(sums[t]), acc[t]);
+            acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(min_sums[t]), acc[t]);
         }
     }
-    sum_accumulators(&acc)
+    acc
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -232,31 +236,55 @@ unsafe fn pack_q6_k(n_blocks: usize, rows: &[*const u8; PANEL_ROWS], panel: &mut
     }
 }
 
-/// Multiplies Q6_K rows with a Q8_K token, using the unsigned 6-bit quants
-/// and the integers and f32 operations of `tile_q6_k`. Accumulator `k` adds
-/// `d_w * d_a` times `sum_c scale_g * sum(q_w * q_a)` over quants `4k..4k +
-/// 4` of every chunk `c`, minus `32 * (scale_2k * bsum_2k + scale_2k+1 *
-/// bsum_2k+1)`. Here `g` is the chunk's first 16-element group for `k`
-/// below 4, else its second.
+/// Multiplies Q6_K rows with `TOKENS` Q8_K tokens, using the unsigned 6-bit
+/// quants: per super-block, `d_w * d_a` times `sum_g scale_g * sum(q_w *
+/// q_a) - 32 * sum_g scale_g * bsum_g` over the 16-element groups `g`, in
+/// integers.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn panel_q6_k(n_blocks: usize, panel: &[__m256i], act: *const u8) -> __m256 {
-    let mut acc = [_mm256_setzero_ps(); 8];
+unsafe fn panel_q6_k(n_blocks: usize, panel: &[__m256i], acts: [*const u8; TOKENS]) -> [__m256; TOKENS] {
+    let mut acc = [_mm256_setzero_ps(); TOKENS];
     for (b, packed) in panel.chunks_exact(Q6K_VECTORS).enumerate().take(n_blocks) {
-        let y = act.add(b * Q8K_BYTES);
-        let dy = _mm256_set1_ps(std::ptr::read_unaligned(y as *const f32));
-        let scale = _mm256_mul_ps(_mm256_castsi256_ps(packed[QUANT_VECTORS + 24]), dy);
+        let mut y = [acts[0]; TOKENS];
+        for t in 0..TOKENS {
+            y[t] = acts[t].add(b * Q8K_BYTES);
+        }
 
-        for k in 0..8 {
-            let bsum_pair = quad(y.add(Q8K_BSUMS + 4 * k));
-            let offset = _mm256_madd_epi16(packed[QUANT_VECTORS + 16 + k], bsum_pair);
-            let mut sums = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
-            for c in 0..CHUNKS {
-                let group = 2 * c + k / 4;
-                let products = _mm256_maddubs_epi16(packed[8 * c + k], quad(y.add(Q8K_QS + 32 * c + 4 * k)));
-                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(products, packed[QUANT_VECTORS + group]));
+        // `sum_g scale_g * bsum_g`, subtracted 32 times at the end.
+        let mut offsets = [_mm256_setzero_si256(); TOKENS];
+        for i in 0..8 {
+            let scale_pair = packed[QUANT_VECTORS + 16 + i];
+            for t in 0..TOKENS {
+                let bsum_pair = quad(y[t].add(Q8K_BSUMS + 4 * i));
+                offsets[t] = _mm256_add_epi32(offsets[t], _mm256_madd_epi16(scale_pair, bsum_pair));
             }
-            acc[k] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[k]);
+        }
+
+        let mut sums = [_mm256_setzero_si256(); TOKENS];
+        for group in 0..16 {
+            let scale = packed[QUANT_VECTORS + group];
+            // Two pair sums per i16 lane, at most 2 * 2 * 63 * 128 = 32256
+            // in magnitude.
+            for pair in 0..2 {
+                let k = 4 * (group % 2) + 2 * pair;
+                let first = packed[8 * (group / 2) + k];
+                let second = packed[8 * (group / 2) + k + 1];
+                for t in 0..TOKENS {
+                    let at = Q8K_QS + 16 * group + 4 * (2 * pair);
+                    let products = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(first, quad(y[t].add(at))),
+                        _mm256_maddubs_epi16(second, quad(y[t].add(at + 4))),
+                    );
+                    sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(products, scale));
+                }
+            }
+        }
+
+        let d = _mm256_castsi256_ps(packed[QUANT_VECTORS + 24]);
+        for t in 0..TOKENS {
+            let total = _mm256_sub_epi32(sums[t], _mm256_slli_epi32(offsets[t], 5));
+            let dy = _mm256_set1_ps(std::ptr::read_unaligned(y[t] as *const f32));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(total), acc[t]);
         }
     }
-    sum_accumulators(&acc)
+    acc
 }

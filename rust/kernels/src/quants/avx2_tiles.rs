@@ -100,6 +100,26 @@ macro_rules! run_decode {
     }};
 }
 
+/// Runs the one-token K-quant kernel `$kernel` over tiles of 4 rows.
+macro_rules! run_k_decode {
+    ($kernel:ident, $ops:expr) => {{
+        let ops: Operands = $ops;
+        let ahead = super::prefetch_distance(4 * ops.row_bytes);
+        let mut r0 = 0;
+        while r0 < ops.n_rows {
+            let rows = (ops.n_rows - r0).min(4);
+            let mut w = [ops.weights; 4];
+            for (r, ptr) in w.iter_mut().enumerate() {
+                *ptr = ops.weights.add((r0 + r.min(rows - 1)) * ops.row_bytes);
+            }
+            let mut sums = [0.0f32; 4];
+            _mm_storeu_ps(sums.as_mut_ptr(), $kernel(ops.n_blocks, w, ops.acts, ahead));
+            std::ptr::copy_nonoverlapping(sums.as_ptr(), ops.out.add(r0), rows);
+            r0 += 4;
+        }
+    }};
+}
+
 /// Blocks per row whose decode terms fit in a stack buffer: rows of up to
 /// 2048 elements. Longer rows allocate.
 const STACK_DECODE_BLOCKS: usize = 64;
@@ -233,8 +253,8 @@ pub(super) unsafe fn gemm(ty: GgmlType, ops: Operands) -> bool {
         GgmlType::Q4_1 if single => run_decode!(decode_q4_1, DECODE_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q5_1 if single => run_decode!(decode_q5_1, DECODE_GROUPS, ops, ActSums::Q8_1),
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4_1 | GgmlType::Q5_1 => return super::avx2_panels::gemm(ty, ops),
-        GgmlType::Q4K if single => run_tiles!(tile_q4_k, 4, 1, ops),
-        GgmlType::Q6K if single => run_tiles!(tile_q6_k, 4, 1, ops),
+        GgmlType::Q4K if single => run_k_decode!(decode_q4_k, ops),
+        GgmlType::Q6K if single => run_k_decode!(decode_q6_k, ops),
         GgmlType::Q4K | GgmlType::Q6K => return super::avx2_panels_k::gemm(ty, ops),
         _ => return false,
     }
@@ -272,15 +292,6 @@ unsafe fn load(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
 }
 
-/// Loads the binary16 at `p` into all 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn f16_splat(p: *const u8) -> __m256 {
-    let bits = std::ptr::read_unaligned(p as *const u16);
-    let wide = cvtph_ps(_mm_cvtsi32_si128(bits as i32));
-    _mm256_broadcastss_ps(_mm256_castps256_ps128(wide))
-}
-
 /// Loads the two consecutive binary16 values at `p` (a scale and an
 /// offset): the first into all 8 lanes, the second as a scalar.
 #[inline]
@@ -290,34 +301,6 @@ unsafe fn f16_pair(p: *const u8) -> (__m256, f32) {
     let wide = _mm256_castps256_ps128(cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
     let second = _mm_cvtss_f32(_mm_movehdup_ps(wide));
     (_mm256_broadcastss_ps(wide), second)
-}
-
-/// Loads the f32 at `p` into all 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn f32_splat(p: *const u8) -> __m256 {
-    _mm256_set1_ps(std::ptr::read_unaligned(p as *const f32))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn hsum_ps(v: __m256) -> f32 {
-    let sum4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let sum2 = _mm_add_ps(sum4, _mm_movehl_ps(sum4, sum4));
-    let sum1 = _mm_add_ss(sum2, _mm_movehdup_ps(sum2));
-    _mm_cvtss_f32(sum1)
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn hsum_tile<const R: usize, const T: usize>(acc: &[[__m256; T]; R]) -> [[f32; T]; R] {
-    let mut sums = [[0.0f32; T]; R];
-    for r in 0..R {
-        for t in 0..T {
-            sums[r][t] = hsum_ps(acc[r][t]);
-        }
-    }
-    sums
 }
 
 /// 16 packed bytes to 32 nibbles: lanes 0..16 are the low nibbles, lanes
@@ -779,100 +762,102 @@ fn k4_scales_mins_u64(p: *const u8) -> (u64, u64) {
     (scales, mins)
 }
 
-/// Q4_K against Q8_K: `d_w * d_a * sum_g scale_g * sum(q_w * q_a)` minus
-/// `dmin_w * d_a * sum_g min_g * bsum_pair_g`, where a 32-element group's
-/// bsum pair is the sum of its two 16-element Q8_K group sums. Batches run
-/// `panel_q4_k` in `avx2_panels_k.rs`, which repeats these f32 operations
-/// per output, so a change here needs the same change there.
+/// Adds the 8 i32 lanes of each of 4 vectors: lane `r` of the result is
+/// the sum of `v[r]`.
+#[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_q4_k<const R: usize, const T: usize>(
-    n_blocks: usize,
-    w: [*const u8; R],
-    a: [*const u8; T],
-    ahead: usize,
-) -> [[f32; T]; R] {
+unsafe fn sum_rows(v: [__m256i; 4]) -> __m128i {
+    let quads = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(quads), _mm256_extracti128_si256(quads, 1))
+}
+
+/// Converts the binary16 pairs at offset `at` of 4 blocks to f32: the
+/// first of each pair in the first result, the second in the other.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn k_scales(blocks: &[*const u8; 4], at: usize) -> (__m128, __m128) {
+    let word = |r: usize| std::ptr::read_unaligned(blocks[r].add(at) as *const u32) as i32;
+    let pairs = cvtph_ps(_mm_set_epi32(word(3), word(2), word(1), word(0)));
+    let first = _mm256_permutevar8x32_ps(pairs, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    let second = _mm256_permutevar8x32_ps(pairs, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
+    (_mm256_castps256_ps128(first), _mm256_castps256_ps128(second))
+}
+
+/// Multiplies 4 Q4_K rows with one Q8_K token. Per block and row, the
+/// exact integer sums `sum_g scale_g * sum(q_w * q_a)` and `sum_g min_g *
+/// bsum_pair_g` (a 32-element group's bsum pair is the sum of its two
+/// 16-element Q8_K group sums) are scaled by `d_w * d_a` and `dmin_w *
+/// d_a`, as in the batch panels of `avx2_panels_k.rs`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn decode_q4_k(n_blocks: usize, w: [*const u8; 4], a: *const u8, ahead: usize) -> __m128 {
     const BLOCK_BYTES: usize = 144;
     let low_nibbles = _mm256_set1_epi8(0x0f);
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    let mut acc = _mm_setzero_ps();
     for b in 0..n_blocks {
-        let mut dy = [_mm256_setzero_ps(); T];
-        let mut bsum_pairs = [_mm256_setzero_si256(); T];
-        for t in 0..T {
-            let block = a[t].add(b * Q8K_BYTES);
-            dy[t] = f32_splat(block);
-            let bsums = load(block.add(Q8K_BSUMS));
-            let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1));
-            bsum_pairs[t] = _mm256_castsi128_si256(pairs);
-        }
-        prefetch_tile::<T>(w[0], ahead, b, R * BLOCK_BYTES);
-        for r in 0..R {
+        let y_block = a.add(b * Q8K_BYTES);
+        let dy = _mm_set1_ps(std::ptr::read_unaligned(y_block as *const f32));
+        let bsums = load(y_block.add(Q8K_BSUMS));
+        let bsum_pairs =
+            _mm256_castsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256(bsums, 1)));
+        prefetch_tile::<1>(w[0], ahead, b, 4 * BLOCK_BYTES);
+
+        let mut blocks = [w[0]; 4];
+        let mut sums = [_mm256_setzero_si256(); 4];
+        let mut min_sums = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
             let block = w[r].add(b * BLOCK_BYTES);
+            blocks[r] = block;
             let (scales, mins) = k4_scales_mins_u64(block.add(4));
             let scales16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
             let scales16 = _mm256_broadcastsi128_si256(scales16);
             // Upper 8 words are zero, so the upper half of each madd is too.
             let mins16 = _mm256_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
-            let (dx, dmin) = f16_pair(block);
-            let dmin = _mm256_set1_ps(dmin);
-
-            let mut sumi = [_mm256_setzero_si256(); T];
+            min_sums[r] = _mm256_madd_epi16(mins16, bsum_pairs);
             for chunk in 0..4 {
                 let q = load(block.add(16 + 32 * chunk));
                 let low = _mm256_and_si256(q, low_nibbles);
                 let high = _mm256_and_si256(_mm256_srli_epi16(q, 4), low_nibbles);
                 let scale_low = _mm256_shuffle_epi8(scales16, mask(&WORD_SPLAT[2 * chunk]));
                 let scale_high = _mm256_shuffle_epi8(scales16, mask(&WORD_SPLAT[2 * chunk + 1]));
-                for t in 0..T {
-                    let y = a[t].add(b * Q8K_BYTES + Q8K_QS + 64 * chunk);
-                    let p_low = _mm256_maddubs_epi16(low, load(y));
-                    let p_high = _mm256_maddubs_epi16(high, load(y.add(32)));
-                    let s = _mm256_add_epi32(_mm256_madd_epi16(p_low, scale_low), _mm256_madd_epi16(p_high, scale_high));
-                    sumi[t] = _mm256_add_epi32(sumi[t], s);
-                }
-            }
-            for t in 0..T {
-                let min_sum = _mm256_madd_epi16(mins16, bsum_pairs[t]);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
-                acc[r][t] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy[t]), _mm256_cvtepi32_ps(min_sum), acc[r][t]);
+                let y = y_block.add(Q8K_QS + 64 * chunk);
+                let p_low = _mm256_maddubs_epi16(low, load(y));
+                let p_high = _mm256_maddubs_epi16(high, load(y.add(32)));
+                let s = _mm256_add_epi32(_mm256_madd_epi16(p_low, scale_low), _mm256_madd_epi16(p_high, scale_high));
+                sums[r] = _mm256_add_epi32(sums[r], s);
             }
         }
+
+        let (dx, dmin) = k_scales(&blocks, 0);
+        acc = _mm_fmadd_ps(_mm_mul_ps(dx, dy), _mm_cvtepi32_ps(sum_rows(sums)), acc);
+        acc = _mm_fnmadd_ps(_mm_mul_ps(dmin, dy), _mm_cvtepi32_ps(sum_rows(min_sums)), acc);
     }
-    hsum_tile(&acc)
+    acc
 }
 
-/// Q6_K against Q8_K with the unsigned 6-bit quants: `d_w * d_a * (sum_g
-/// scale_g * sum(q_w * q_a) - 32 * sum_g scale_g * bsum_g)`. Batches run
-/// `panel_q6_k` in `avx2_panels_k.rs`, which repeats these f32 operations
-/// per output, so a change here needs the same change there.
+/// Multiplies 4 Q6_K rows with one Q8_K token, using the unsigned 6-bit
+/// quants. Per block and row, the exact integer sum `sum_g scale_g *
+/// sum(q_w * q_a) - 32 * sum_g scale_g * bsum_g` is scaled by `d_w * d_a`,
+/// as in the batch panels of `avx2_panels_k.rs`.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_q6_k<const R: usize, const T: usize>(
-    n_blocks: usize,
-    w: [*const u8; R],
-    a: [*const u8; T],
-    ahead: usize,
-) -> [[f32; T]; R] {
+unsafe fn decode_q6_k(n_blocks: usize, w: [*const u8; 4], a: *const u8, ahead: usize) -> __m128 {
     const BLOCK_BYTES: usize = 210;
     const SCALES: usize = 192;
     const D: usize = 208;
-    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    let mut acc = _mm_setzero_ps();
     for b in 0..n_blocks {
-        let mut dy = [_mm256_setzero_ps(); T];
-        for t in 0..T {
-            dy[t] = f32_splat(a[t].add(b * Q8K_BYTES));
-        }
-        prefetch_tile::<T>(w[0], ahead, b, R * BLOCK_BYTES);
-        for r in 0..R {
+        let y_block = a.add(b * Q8K_BYTES);
+        let dy = _mm_set1_ps(std::ptr::read_unaligned(y_block as *const f32));
+        let bsums = load(y_block.add(Q8K_BSUMS));
+        prefetch_tile::<1>(w[0], ahead, b, 4 * BLOCK_BYTES);
+
+        let mut blocks = [w[0]; 4];
+        let mut sums = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
             let block = w[r].add(b * BLOCK_BYTES);
+            blocks[r] = block;
             let scales8 = _mm_loadu_si128(block.add(SCALES) as *const __m128i);
             let scales16 = _mm256_cvtepi8_epi16(scales8);
-            let dx = f16_splat(block.add(D));
-
-            let mut sumi = [_mm256_setzero_si256(); T];
-            for t in 0..T {
-                let bsums = load(a[t].add(b * Q8K_BYTES + Q8K_BSUMS));
-                let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5);
-                sumi[t] = _mm256_sub_epi32(sumi[t], offset);
-            }
+            sums[r] = _mm256_sub_epi32(sums[r], _mm256_slli_epi32(_mm256_madd_epi16(scales16, bsums), 5));
             for half in 0..2 {
                 let half_scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(if half == 0 {
                     scales16
@@ -882,19 +867,17 @@ unsafe fn tile_q6_k<const R: usize, const T: usize>(
                 let values = q6_k_values(block, half);
                 for (k, &value) in values.iter().enumerate() {
                     let scale = _mm256_shuffle_epi8(half_scales, mask(&PAIR_SPLAT[k]));
-                    for t in 0..T {
-                        let y = a[t].add(b * Q8K_BYTES + Q8K_QS + 128 * half + 32 * k);
-                        let products = _mm256_maddubs_epi16(value, load(y));
-                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(products, scale));
-                    }
+                    let y = y_block.add(Q8K_QS + 128 * half + 32 * k);
+                    let products = _mm256_maddubs_epi16(value, load(y));
+                    sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(products, scale));
                 }
             }
-            for t in 0..T {
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, dy[t]), _mm256_cvtepi32_ps(sumi[t]), acc[r][t]);
-            }
         }
+
+        let (dx, _) = k_scales(&blocks, D);
+        acc = _mm_fmadd_ps(_mm_mul_ps(dx, dy), _mm_cvtepi32_ps(sum_rows(sums)), acc);
     }
-    hsum_tile(&acc)
+    acc
 }
 
 /// Unpacks half `half` (elements `128 * half..128 * half + 128`) of a Q6_K

@@ -43,6 +43,7 @@ impl Operands {
 
 /// Runs `kernel::<R, T>` over every tile: rows outside, tokens inside, so the
 /// `R` weight rows of a tile stay in L1 while the activations stream past.
+#[cfg(target_arch = "aarch64")]
 macro_rules! run_tiles {
     ($kernel:ident, $r:expr, $t:expr, $ops:expr) => {{
         const R: usize = $r;
