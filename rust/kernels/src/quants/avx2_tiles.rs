@@ -771,6 +771,17 @@ unsafe fn sum_rows(v: [__m256i; 4]) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(quads), _mm256_extracti128_si256(quads, 1))
 }
 
+/// Converts the binary16 at offset `at` of each of 4 blocks to f32.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn k_scale(blocks: &[*const u8; 4], at: usize) -> __m128 {
+    // A u16 per block: Q6_K's scale is the last 2 bytes of its block, so a
+    // wider read would pass the end of the last row.
+    let half = |r: usize| std::ptr::read_unaligned(blocks[r].add(at) as *const u16) as i32;
+    let halves = cvtph_ps(_mm_set_epi32(0, 0, half(2) | half(3) << 16, half(0) | half(1) << 16));
+    _mm256_castps256_ps128(halves)
+}
+
 /// Converts the binary16 pairs at offset `at` of 4 blocks to f32: the
 /// first of each pair in the first result, the second in the other.
 #[inline]
@@ -874,7 +885,7 @@ unsafe fn decode_q6_k(n_blocks: usize, w: [*const u8; 4], a: *const u8, ahead: u
             }
         }
 
-        let (dx, _) = k_scales(&blocks, D);
+        let dx = k_scale(&blocks, D);
         acc = _mm_fmadd_ps(_mm_mul_ps(dx, dy), _mm_cvtepi32_ps(sum_rows(sums)), acc);
     }
     acc

@@ -917,6 +917,37 @@ fn batch_outputs_match_one_token() {
     }
 }
 
+/// Runs every tiled format on weights and activations that end exactly
+/// where their last row ends, each in its own allocation, and checks the
+/// results against buffers with room after them. A kernel that reads past
+/// its last row still passes here, but fails under valgrind, which
+/// `.ci/run` runs this test with: `vec![...].into_boxed_slice()` leaves
+/// no spare capacity.
+#[test]
+fn kernels_read_only_their_rows() {
+    let mut rng = Rng(41);
+    for &isa in &[Isa::Scalar, simd_isa()] {
+        for &ty in &TILED_TYPES {
+            let n = 2 * ty.block_size();
+            let n_rows = 9;
+            let case = gemm_case(&mut rng, ty, n, n_rows, 3, 0);
+            let weights = case.weights[1..].to_vec().into_boxed_slice();
+            let acts = case.acts[1..].to_vec().into_boxed_slice();
+            for n_tokens in 1..=3 {
+                let shape = GemmShape { n_tokens, out_stride: n_rows, ..case.shape };
+                let act_bytes = n_tokens * shape.act_row_bytes;
+                let exact_acts = acts[..act_bytes].to_vec().into_boxed_slice();
+                let mut exact = vec![0.0f32; n_tokens * n_rows];
+                gemm_with(isa, ty, shape, &weights, &exact_acts, &mut exact);
+
+                let mut roomy = vec![0.0f32; n_tokens * n_rows];
+                gemm_with(isa, ty, shape, &case.weights[1..], &case.acts[1..], &mut roomy);
+                assert_eq!(exact, roomy, "{} {} with {} tokens", ty.name(), isa.name(), n_tokens);
+            }
+        }
+    }
+}
+
 /// Checks that every `vpdpbusd` variant of the x86 panel kernels this CPU
 /// runs gives the same bits as the `vpmaddubsw` one, on edge-sized tiles.
 /// On a VNNI CPU the other gemm tests run `vpdpbusd`, so this test is what
