@@ -154,8 +154,10 @@ fn run_task_with(layer: &LayerCache, shape: &Shape, task: Task, q: &[f32], parti
     if let Some(sink) = &layer.sink_key {
         if (task.lo..=task.hi).contains(&SINK_POSITION) {
             let k = &sink[task.kv_head * d..(task.kv_head + 1) * d];
+            let free = layer.free_center.as_ref().map(|c| &c[task.kv_head * d..(task.kv_head + 1) * d]);
             for (q_h, scores) in q.chunks_exact(d).zip(s.scores.chunks_exact_mut(n)) {
-                scores[SINK_POSITION - task.lo] = ops::dot_f16_f32(k, q_h);
+                let left_out = free.map_or(0.0, |c| ops::dot_f32(c, q_h));
+                scores[SINK_POSITION - task.lo] = ops::dot_f16_f32(k, q_h) - left_out;
             }
         }
     }
@@ -447,10 +449,12 @@ mod tests {
     }
 
     /// Key centers and per-pair scales for a llama-style rope over `d`.
-    fn test_center(rng: &mut Lcg, n_kv_heads: usize, d: usize) -> crate::centering::LayerCenter {
+    /// Random centers and scales for rope over the first `n_rot`
+    /// dimensions of each head of `d`.
+    fn test_center(rng: &mut Lcg, n_kv_heads: usize, d: usize, n_rot: usize) -> crate::centering::LayerCenter {
         use crate::centering::{LayerCenter, RopePair};
-        let pairs: Vec<RopePair> = (0..d / 2)
-            .map(|i| RopePair { a: 2 * i, b: 2 * i + 1, omega: 10000f64.powf(-2.0 * i as f64 / d as f64) })
+        let pairs: Vec<RopePair> = (0..n_rot / 2)
+            .map(|i| RopePair { a: 2 * i, b: 2 * i + 1, omega: 10000f64.powf(-2.0 * i as f64 / n_rot as f64) })
             .collect();
         let mut key_scale = Vec::new();
         for _ in 0..n_kv_heads * d / 2 {
@@ -464,13 +468,28 @@ mod tests {
     /// attention of the last `batch` positions with attention over the
     /// decoded cache.
     fn check_fused(k_type: KvType, v_type: KvType, d: usize, group: usize, window: Option<usize>, len: usize, batch: usize) {
+        check_fused_rope(k_type, v_type, d, d, group, window, len, batch);
+    }
+
+    /// [`check_fused`] with rope over the first `n_rot` dimensions only.
+    #[allow(clippy::too_many_arguments)]
+    fn check_fused_rope(
+        k_type: KvType,
+        v_type: KvType,
+        d: usize,
+        n_rot: usize,
+        group: usize,
+        window: Option<usize>,
+        len: usize,
+        batch: usize,
+    ) {
         use crate::kv_cache::KvCache;
 
         let n_kv_heads = 2;
         let shape = Shape { head_dim: d, n_head: n_kv_heads * group, group, scale: 0.7 / (d as f32).sqrt() };
         let mut rng = Lcg(d as u64 * 31 + group as u64 * 7 + len as u64);
         let mut cache = KvCache::new(len + 8, k_type, v_type, n_kv_heads, d, &[window]).unwrap();
-        cache.set_centers(&[test_center(&mut rng, n_kv_heads, d)]);
+        cache.set_centers(&[test_center(&mut rng, n_kv_heads, d, n_rot)]);
         let layer = &mut cache.layers[0];
         for pos in 0..len {
             let slot = layer.slot(pos);
@@ -495,7 +514,7 @@ mod tests {
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (a - b).abs() <= 2e-5 * (1.0 + b.abs()),
-                    "{k_type:?}/{v_type:?} d {d} group {group} window {window:?} len {len} token {t} element {i}: {a} vs {b}"
+                    "{k_type:?}/{v_type:?} d {d} n_rot {n_rot} group {group} window {window:?} len {len} token {t} element {i}: {a} vs {b}"
                 );
             }
         }
@@ -520,6 +539,20 @@ mod tests {
                     check_fused(k_type, v_type, d, group, Some(100), 263, 1);
                     check_fused(k_type, v_type, d, group, Some(300), 613, 1);
                 }
+            }
+        }
+    }
+
+    /// Rope over part of each head (`rope.dimension_count` below the head
+    /// size): the exact sink key and the compressed keys must leave out the
+    /// same constant.
+    #[test]
+    fn fused_attention_with_partial_rope() {
+        use turbokv_kernels::turbo::TurboBits::B4;
+        for (d, n_rot) in [(64, 32), (128, 64), (256, 96)] {
+            for len in [1, 3, 257] {
+                check_fused_rope(KvType::Turbo(B4), KvType::Turbo(B4), d, n_rot, 2, None, len, 1);
+                check_fused_rope(KvType::Turbo(B4), KvType::F16, d, n_rot, 1, None, len, 2.min(len));
             }
         }
     }
