@@ -78,7 +78,8 @@ impl PairLayout {
 /// The key centers of one layer.
 #[derive(Clone, Debug)]
 pub struct LayerCenter {
-    /// Mean key before rope, `[n_kv_heads][head_dim]`.
+    /// Mean key before rope with each rope pair scaled by
+    /// [`chunk_shrink`], `[n_kv_heads][head_dim]`.
     pub key: Vec<f32>,
     /// Per-dimension divisor of the centered key, `[n_kv_heads][head_dim]`,
     /// equal within each rope pair so that it commutes with rope. Queries

@@ -229,7 +229,9 @@ impl Session {
 }
 
 /// Runs the calibration text with an fp32 cache and averages each head's
-/// keys before rope over positions `1..`.
+/// keys before rope over positions `1..`. The centers are those means with
+/// each rope pair scaled by [`chunk_shrink`]; the key scales come from the
+/// same run.
 fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
     let c = &model.config;
     let mut tokens = model.tokenizer.encode(CALIBRATION_TEXT, true, false);
