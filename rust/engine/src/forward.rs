@@ -209,7 +209,7 @@ fn attention_block(
         probe(il, &b.q, &b.k);
     }
     apply_rope(c, model, &c.layers[il], n_past, b);
-    if n_past <= SINK_POSITION && SINK_POSITION < n_past + b.n {
+    if (n_past..n_past + b.n).contains(&SINK_POSITION) {
         let kv_dim = c.n_kv_heads * c.head_dim;
         cache.write_sink_key(&b.k[(SINK_POSITION - n_past) * kv_dim..]);
     }
