@@ -161,8 +161,9 @@ impl ChunkAngles {
 /// Per pair this is `A cos(p0 w) + B sin(p0 w)` with `A = q_a c_a + q_b
 /// c_b` and `B = q_b c_a - q_a c_b`, so each chunk costs one dot product of
 /// the coefficients with its row of `angles`. Dimensions rope leaves alone
-/// add the same `q · c` to every score, which softmax ignores, so they are
-/// skipped. `coef` is scratch space.
+/// add the same `q · c` to every score. Softmax alone would ignore it, but
+/// the exact sink key's score contains it, so it is added here too. `coef`
+/// is scratch space.
 pub fn add_key_center_scores(
     pairs: &[RopePair],
     angles: &ChunkAngles,
@@ -174,7 +175,14 @@ pub fn add_key_center_scores(
 ) {
     let m = pairs.len();
     let n = scores.len();
-    if m == 0 || n == 0 {
+    let free = free_dimensions_dot(pairs, angles.layout, q, c);
+    if m == 0 {
+        if let Some(free) = free {
+            scores.iter_mut().for_each(|s| *s += free);
+        }
+        return;
+    }
+    if n == 0 {
         return;
     }
     coef.clear();
@@ -205,12 +213,36 @@ pub fn add_key_center_scores(
 
     let last = lo + n - 1;
     for chunk in lo / CENTER_CHUNK..=last / CENTER_CHUNK {
-        let value = ops::dot_f32(coef, angles.row(chunk));
+        let mut value = ops::dot_f32(coef, angles.row(chunk));
+        if let Some(free) = free {
+            value += free;
+        }
         let p0 = chunk * CENTER_CHUNK;
         let from = p0.max(lo) - lo;
         let to = (p0 + CENTER_CHUNK).min(last + 1) - lo;
         scores[from..to].iter_mut().for_each(|s| *s += value);
     }
+}
+
+/// Returns `q · c` over the dimensions that no pair covers, or `None` when
+/// the pairs cover all of `c`. Both known layouts cover the first
+/// `2 * pairs.len()` dimensions.
+fn free_dimensions_dot(pairs: &[RopePair], layout: Option<PairLayout>, q: &[f32], c: &[f32]) -> Option<f32> {
+    let d = c.len();
+    let covered = 2 * pairs.len();
+    if covered >= d {
+        return None;
+    }
+    if layout.is_some() {
+        return Some(ops::dot_f32(&q[covered..d], &c[covered..]));
+    }
+
+    let mut paired = vec![false; d];
+    for p in pairs {
+        paired[p.a] = true;
+        paired[p.b] = true;
+    }
+    Some((0..d).filter(|&i| !paired[i]).map(|i| q[i] * c[i]).sum())
 }
 
 /// Per-dimension key divisors for one KV head from the energies of its

@@ -259,12 +259,6 @@ pub struct LayerCache {
     /// The key of position 0 in binary16, `[n_kv_heads][head_dim]`, for
     /// TurboQuant key caches (see [`SINK_POSITION`]).
     pub sink_key: Option<Vec<u16>>,
-    /// The key centers on the dimensions rope leaves alone, zero on the
-    /// others, `[n_kv_heads][head_dim]`; `None` when rope turns every
-    /// dimension. Scores of compressed keys leave out `q · c` on these
-    /// dimensions (softmax ignores a constant), so the exact sink key's
-    /// score must leave it out too.
-    pub free_center: Option<Vec<f32>>,
 }
 
 /// Key centers rotated by rope to the first position of a center chunk.
@@ -343,22 +337,6 @@ pub struct KvCache {
     pub layers: Vec<LayerCache>,
 }
 
-/// `center` with the dimensions of `pairs` set to zero in each head of
-/// `head_dim`, or `None` when the pairs cover every dimension.
-fn free_dimensions(center: &[f32], pairs: &[RopePair], head_dim: usize) -> Option<Vec<f32>> {
-    if 2 * pairs.len() >= head_dim {
-        return None;
-    }
-    let mut free = center.to_vec();
-    for head in free.chunks_exact_mut(head_dim) {
-        for p in pairs {
-            head[p.a] = 0.0;
-            head[p.b] = 0.0;
-        }
-    }
-    Some(free)
-}
-
 impl KvCache {
     /// Allocates a cache for `n_ctx` positions. `windows[il]` is the layer's
     /// sliding window, if any; such layers keep `min(window, n_ctx)` slots.
@@ -383,7 +361,6 @@ impl KvCache {
                 chunk_angles: None,
                 rotated_center: None,
                 sink_key: sink_key_len(k_type, n_kv_heads, head_dim).map(|n| vec![0u16; n]),
-                free_center: None,
             });
         }
         Ok(KvCache { n_ctx, k_type, v_type, layers })
@@ -407,7 +384,6 @@ impl KvCache {
                 layer.key_scale = Some(center.key_scale.clone());
             }
             layer.rope_pairs = center.pairs.clone();
-            layer.free_center = free_dimensions(&center.key, &center.pairs, layer.k.head_dim);
             let angles = match shared.iter().find(|a| a.fits(&center.pairs)) {
                 Some(a) => a.clone(),
                 None => {
