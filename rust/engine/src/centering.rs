@@ -99,8 +99,8 @@ pub fn chunk_start(pos: usize) -> usize {
     pos / CENTER_CHUNK * CENTER_CHUNK
 }
 
-/// The factor by which a rope pair's center is scaled before keys subtract
-/// it, for a pair that turns by `omega` radians per position.
+/// Returns the factor by which a rope pair's center is scaled before keys
+/// subtract it, for a pair that turns by `omega` radians per position.
 ///
 /// A key `j` positions into its chunk carries the pair's center as
 /// `R(p0 + j) c`, but the cache subtracts `R(p0) a c`. Over the chunk that

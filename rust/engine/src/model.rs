@@ -230,7 +230,7 @@ impl Session {
 
 /// Runs the calibration text with an fp32 cache and averages each head's
 /// keys before rope over positions `1..`. The centers are those means with
-/// each rope pair scaled by [`chunk_shrink`]; the key scales come from the
+/// each rope pair scaled by [`chunk_shrink`]. The key scales come from the
 /// same run.
 fn calibrate(model: &Arc<Model>) -> Result<Vec<LayerCenter>> {
     let c = &model.config;
@@ -280,8 +280,8 @@ fn shrink_center(pairs: &[RopePair], mut mean: Vec<f32>, head_dim: usize) -> Vec
     mean
 }
 
-/// Key divisors of every KV head of a layer (see [`key_scales`]), from the
-/// keys' mean before rope.
+/// Computes the key divisors of every KV head of a layer (see
+/// [`key_scales`]) from the keys and their mean before rope.
 ///
 /// The energy of a pair is that of what the cache stores: the keys' spread
 /// around their mean, plus `(1 - m^2) |c|^2` of the mean `c` left after

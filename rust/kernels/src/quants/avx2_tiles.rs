@@ -775,8 +775,8 @@ unsafe fn sum_rows(v: [__m256i; 4]) -> __m128i {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn k_scale(blocks: &[*const u8; 4], at: usize) -> __m128 {
-    // A u16 per block: Q6_K's scale is the last 2 bytes of its block, so a
-    // wider read would pass the end of the last row.
+    // Q6_K's scale is the last 2 bytes of its block, so a read wider than
+    // 16 bits would pass the end of the last row.
     let half = |r: usize| std::ptr::read_unaligned(blocks[r].add(at) as *const u16) as i32;
     let halves = cvtph_ps(_mm_set_epi32(0, 0, half(2) | half(3) << 16, half(0) | half(1) << 16));
     _mm256_castps256_ps128(halves)

@@ -921,8 +921,8 @@ fn batch_outputs_match_one_token() {
 /// where their last row ends, each in its own allocation, and checks the
 /// results against buffers with room after them. A kernel that reads past
 /// its last row still passes here, but fails under valgrind, which
-/// `.ci/run` runs this test with: `vec![...].into_boxed_slice()` leaves
-/// no spare capacity.
+/// `.ci/run` runs this test with, because `into_boxed_slice()` leaves no
+/// spare capacity.
 #[test]
 fn kernels_read_only_their_rows() {
     let mut rng = Rng(41);
